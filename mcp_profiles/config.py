@@ -1,0 +1,148 @@
+"""Settings: defaults, overridden by ``MCP_PROFILES_*`` variables, overridden by flags.
+
+One frozen object built once at start-up and passed down explicitly; nothing reads the
+environment later, so tests can build any configuration without touching globals.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import Invalid
+from .patching import Limits
+
+__all__ = ["DEFAULT_MODEL", "USER_TOPICS", "ASSISTANT_TOPICS", "Config", "default_db_path"]
+
+DEFAULT_MODEL = "claude-haiku-4-5"
+USER_TOPICS = (
+    "basic_info",
+    "work",
+    "education",
+    "interests",
+    "preferences",
+    "communication",
+    "goals",
+    "relationships",
+    "lifestyle",
+)
+ASSISTANT_TOPICS = ("persona", "expertise", "style", "boundaries")
+
+
+def default_db_path() -> Path:
+    """``profiles.sqlite3`` in the user's data directory (created on first use)."""
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("mcp-profiles", appauthor=False)) / "profiles.sqlite3"
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a running server or command needs to know."""
+
+    db: str = ""
+    namespace: str = "default"
+    model: str = DEFAULT_MODEL
+    prompts_dir: str | None = None
+    limits: Limits = field(default_factory=Limits)
+    confidence_floor: float = 0.5
+    allow_sensitive: bool = False
+    batch_tokens: int = 8000
+    max_output_tokens: int = 4096
+    user_topics: tuple[str, ...] = USER_TOPICS
+    assistant_topics: tuple[str, ...] = ASSISTANT_TOPICS
+    llm_timeout: float = 60.0
+    llm_max_retries: int = 3
+    tokens: Mapping[str, str] = field(default_factory=dict)
+    extraction: str = "auto"
+
+    @property
+    def db_path(self) -> str:
+        """The database file, defaulting to the user's data directory."""
+        return self.db or str(default_db_path())
+
+    def with_overrides(self, **overrides: Any) -> Config:
+        """A copy with the non-None overrides applied (flags beat the environment)."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        """Read ``MCP_PROFILES_*`` variables.
+
+        Raises:
+            Invalid: a variable holds a value of the wrong form.
+        """
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            return env.get(f"MCP_PROFILES_{name}")
+
+        values: dict[str, Any] = {}
+        simple = {f.name for f in fields(cls)} - {"limits", "tokens", "user_topics", "assistant_topics"}
+        for name in simple:
+            raw = get(name.upper())
+            if raw is None or raw == "":
+                continue
+            try:
+                values[name] = _coerce(name, raw)
+            except ValueError:
+                raise Invalid(f"MCP_PROFILES_{name.upper()}: cannot use {raw!r}") from None
+        limit_values = {}
+        for f in fields(Limits):
+            raw = get(f.name.upper())
+            if raw:
+                try:
+                    limit_values[f.name] = int(raw)
+                except ValueError:
+                    raise Invalid(
+                        f"MCP_PROFILES_{f.name.upper()}: must be a whole number, got {raw!r}"
+                    ) from None
+        if limit_values:
+            values["limits"] = Limits(**limit_values)
+        if get("USER_TOPICS"):
+            values["user_topics"] = _split(get("USER_TOPICS") or "")
+        if get("ASSISTANT_TOPICS"):
+            values["assistant_topics"] = _split(get("ASSISTANT_TOPICS") or "")
+        if get("TOKENS"):
+            values["tokens"] = parse_tokens((get("TOKENS") or "").replace(",", "\n"), sep="=")
+        return cls(**values)
+
+
+def _coerce(name: str, raw: str) -> Any:
+    if name in ("confidence_floor", "llm_timeout"):
+        return float(raw)
+    if name in ("batch_tokens", "max_output_tokens", "llm_max_retries"):
+        return int(raw)
+    if name == "allow_sensitive":
+        if raw.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise ValueError(raw)
+        return raw.lower() in ("1", "true", "yes", "on")
+    return raw
+
+
+def parse_tokens(text: str, *, sep: str | None = None) -> dict[str, str]:
+    """Parse ``token namespace`` lines (or ``token=namespace`` with ``sep='='``).
+
+    Raises:
+        Invalid: a line is malformed or a token appears twice.
+    """
+    tokens: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(sep, 1) if sep else line.split(None, 1)
+        if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
+            raise Invalid(f"tokens line {n}: expected 'TOKEN{sep or ' '}NAMESPACE'")
+        token, ns = parts[0].strip(), parts[1].strip()
+        if token in tokens:
+            raise Invalid(f"tokens line {n}: token given twice")
+        tokens[token] = ns
+    return tokens

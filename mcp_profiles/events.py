@@ -1,0 +1,157 @@
+"""Protocol plumbing the SDK leaves to us: tenant-scoped change events, coded errors for
+argument validation, and ``resources/list`` paged over the store.
+
+Kept apart from ``server.py`` so the tool definitions there stay readable.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio.lowlevel
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
+from mcp.shared.exceptions import MCPError
+from mcp.shared.subscriptions import ResourcesListChanged, ResourceUpdated, ServerEvent
+from mcp.types import INVALID_PARAMS, CallToolResult, ListResourcesResult, Resource
+
+from .errors import ProfilesError
+from .models import ProfileSummary
+
+__all__ = ["NamespacedBus", "coded_errors_middleware", "paged_resources_middleware"]
+
+log = logging.getLogger("mcp_profiles")
+
+_CODES = ("not_found", "invalid", "conflict", "too_large", "extraction_failed", "unauthorized")
+_PREFIX = re.compile(r"^Error executing tool [^:]+(?::\s*)?", re.S)
+
+
+def _token_namespace() -> str | None:
+    token = get_access_token()
+    if token is not None and token.claims and isinstance(token.claims.get("namespace"), str):
+        return str(token.claims["namespace"])
+    return None
+
+
+class NamespacedBus:
+    """A ``SubscriptionBus`` that delivers an event only to listeners of its namespace.
+
+    A listener's namespace is fixed when it subscribes (the bearer token of the
+    ``subscriptions/listen`` request); an event's is the writer's. Without this, two tenants
+    with a profile of the same id would see each other's change events.
+    """
+
+    def __init__(self, default_namespace: str = "default") -> None:
+        self.default_namespace = default_namespace
+        self._listeners: dict[object, tuple[str, Callable[[ServerEvent], None]]] = {}
+
+    def _current(self) -> str:
+        return _token_namespace() or self.default_namespace
+
+    async def publish(self, event: ServerEvent) -> None:
+        """Deliver to the current namespace's listeners (the SDK's ``ctx.notify_*`` path)."""
+        await self.publish_in(self._current(), event)
+
+    async def publish_in(self, namespace: str, event: ServerEvent) -> None:
+        """Deliver an event to one namespace's listeners."""
+        for ns, listener in list(self._listeners.values()):
+            if ns != namespace:
+                continue
+            try:
+                listener(event)
+            except Exception:  # one broken stream must not fail the writer
+                log.exception("subscription listener raised; continuing")
+        await anyio.lowlevel.checkpoint()
+
+    async def publish_for(self, namespace: str, uri: str, *, listed: bool) -> None:
+        """Resource-updated for ``uri`` and, when ``listed``, resources list-changed."""
+        await self.publish_in(namespace, ResourceUpdated(uri=uri))
+        if listed:
+            await self.publish_in(namespace, ResourcesListChanged())
+
+    def subscribe(self, listener: Callable[[ServerEvent], None]) -> Callable[[], None]:
+        """Register a listener in the caller's namespace; returns the unsubscribe."""
+        key = object()
+        self._listeners[key] = (self._current(), listener)
+
+        def unsubscribe() -> None:
+            self._listeners.pop(key, None)
+
+        return unsubscribe
+
+
+def _recode(text: str) -> str:
+    """Give SDK-made tool errors (bad arguments, unknown tool) a leading code word."""
+    body = _PREFIX.sub("", text, count=1)
+    if body.split(":", 1)[0] in _CODES:
+        return body
+    if text.startswith("Unknown tool"):
+        return f"not_found: {text}"
+    if "validation error" in body:
+        lines = [ln.strip() for ln in body.splitlines() if ln.strip()]
+        detail = "; ".join(
+            f"{lines[i]}: {lines[i + 1].split(' [type=')[0]}" for i in range(1, len(lines) - 1, 2)
+        )
+        return f"invalid: {detail or body}"
+    return f"error: {body or 'the tool failed unexpectedly; see the server log'}"
+
+
+async def coded_errors_middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """Make every tool error's text start with a code word, whoever produced it."""
+    result = await call_next(ctx)
+    if ctx.method != "tools/call":
+        return result
+    if isinstance(result, CallToolResult):
+        result = result.model_dump(by_alias=True, exclude_none=True)
+    if not isinstance(result, dict) or not result.get("isError"):
+        return result
+    content = [
+        {**block, "text": _recode(block["text"])} if block.get("type") == "text" else block
+        for block in result.get("content", [])
+    ]
+    return {**result, "content": content}
+
+
+PageLoader = Callable[
+    [ServerRequestContext[Any, Any], str | None], Awaitable[tuple[list[ProfileSummary], str | None]]
+]
+
+
+def paged_resources_middleware(load_page: PageLoader) -> ServerMiddleware[Any]:
+    """Answer ``resources/list`` with every stored profile, a page at a time."""
+
+    async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method != "resources/list":
+            return await call_next(ctx)
+        cursor = (ctx.params or {}).get("cursor")
+        try:
+            page, next_cursor = await load_page(ctx, cursor if isinstance(cursor, str) else None)
+        except ProfilesError as e:
+            raise MCPError(INVALID_PARAMS, str(e)) from None
+        resources = [
+            Resource(
+                uri=f"profile://{p.id}",
+                name=p.alias or p.id,
+                title=p.name or p.id,
+                description=f"{p.kind} profile, version {p.version}"
+                + (f": {p.summary}" if p.summary else ""),
+                mime_type="application/json",
+            )
+            for p in page
+        ]
+        if cursor is None:
+            resources.insert(
+                0,
+                Resource(
+                    uri="connections://index",
+                    name="connections",
+                    description="Model provider connections (no secrets)",
+                    mime_type="application/json",
+                ),
+            )
+        return ListResourcesResult(resources=resources, next_cursor=next_cursor)
+
+    return middleware

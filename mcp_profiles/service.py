@@ -1,0 +1,390 @@
+"""The operations, once: every adapter (MCP server, CLI) calls these and nothing else.
+
+The service knows no protocol. It turns a request into a store transaction, applies the
+pure document rules (``patching``), checks what needs the store (alias uniqueness, known
+connections, per-namespace limits) and records a revision with every change — all in one
+transaction, so a failed call leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from .config import Config
+from .errors import Conflict, Invalid, NotFound, TooLarge
+from .models import PROFILE_ID_RE, Connection, Kind, Profile, ProfileSummary, Revision, now
+from .patching import apply_patch, check_limits, check_rules, diff
+from .store import ProfileStore, WriteTx
+
+__all__ = ["ChangeResult", "DeleteResult", "ProfileService"]
+
+MAX_LIST = 200
+MAX_HISTORY = 200
+
+
+@dataclass
+class ChangeResult:
+    """The document after a write, the changed paths, and whether it was created."""
+
+    profile: Profile
+    changed: list[str]
+    created: bool = False
+    changes: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class DeleteResult:
+    """What an erasure removed."""
+
+    id: str
+    deleted: bool
+    erased: dict[str, int]
+
+
+def _check_ref(ref: str, what: str = "profile") -> None:
+    if not isinstance(ref, str) or not ref or len(ref) > 128:
+        raise Invalid(f"{what}: must be an id or alias of 1-128 characters")
+
+
+class ProfileService:
+    """Profile operations over one store; every method takes the caller's namespace."""
+
+    def __init__(self, store: ProfileStore, config: Config) -> None:
+        self.store = store
+        self.config = config
+
+    # ---- reads --------------------------------------------------------------------
+
+    async def get_profile(self, ns: str, ref: str) -> Profile:
+        """Raises NotFound when no profile has this id or alias."""
+        _check_ref(ref)
+        async with self.store.read() as tx:
+            profile = await tx.get_profile(ns, ref)
+        if profile is None:
+            raise NotFound(f"profile {ref!r} does not exist")
+        return profile
+
+    async def list_profiles(
+        self,
+        ns: str,
+        *,
+        kind: Kind | None = None,
+        tag: str | None = None,
+        query: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[ProfileSummary], str | None]:
+        """A page of profiles and the cursor of the next page (None at the end)."""
+        if kind not in (None, "user", "assistant"):
+            raise Invalid("kind: must be 'user' or 'assistant'")
+        if not 1 <= limit <= MAX_LIST:
+            raise Invalid(f"limit: must be between 1 and {MAX_LIST}")
+        if query is not None and len(query) > 500:
+            raise Invalid("query: at most 500 characters")
+        async with self.store.read() as tx:
+            return await tx.list_profiles(
+                ns, kind=kind, tag=tag or None, query=query or None, limit=limit, cursor=cursor or None
+            )
+
+    async def history(self, ns: str, ref: str, limit: int = 20) -> list[Revision]:
+        """Newest versions first, each with its changes."""
+        _check_ref(ref)
+        if not 1 <= limit <= MAX_HISTORY:
+            raise Invalid(f"limit: must be between 1 and {MAX_HISTORY}")
+        async with self.store.read() as tx:
+            found = await tx.locate(ns, ref)
+            if found is None:
+                raise NotFound(f"profile {ref!r} does not exist")
+            return await tx.history(ns, found[0], limit)
+
+    # ---- writes -------------------------------------------------------------------
+
+    async def update_profile(
+        self,
+        ns: str,
+        ref: str,
+        patch: dict[str, Any],
+        *,
+        replace: bool = False,
+        create: bool = False,
+        kind: Kind | None = None,
+        expected_version: int | None = None,
+        actor: str = "agent",
+        reason: str | None = None,
+    ) -> ChangeResult:
+        """Merge-patch (or replace) a profile, creating it only when asked.
+
+        Raises:
+            NotFound: the profile does not exist and ``create`` is false.
+            Conflict: ``expected_version`` is stale, or the alias is taken.
+            Invalid: the patch breaks a rule. TooLarge: a limit is exceeded.
+        """
+        _check_ref(ref)
+        if kind not in (None, "user", "assistant"):
+            raise Invalid("kind: must be 'user' or 'assistant'")
+        if not isinstance(patch, dict):
+            raise Invalid("patch: must be a JSON object")
+        at = now()
+        async with self.store.write() as tx:
+            found = await tx.locate(ns, ref)
+            if found is None:
+                if not create:
+                    raise NotFound(f"profile {ref!r} does not exist; pass create: true to create it")
+                if expected_version not in (None, 0):
+                    raise Conflict(f"profile {ref!r} does not exist (current version 0)")
+                return await self._create(tx, ns, ref, patch, kind or "user", replace, at, actor, reason)
+            pk, current = found
+            if expected_version is not None and expected_version != current.version:
+                raise Conflict(
+                    f"profile {current.id!r} is at version {current.version}, not {expected_version}; "
+                    "read it again and retry"
+                )
+            if kind is not None and kind != current.kind:
+                raise Invalid(f"kind: profile {current.id!r} is a {current.kind} profile")
+            new = apply_patch(
+                current,
+                patch,
+                profile_id=current.id,
+                kind=current.kind,
+                replace=replace,
+                at=at,
+                limits=self.config.limits,
+            )
+            return await self._commit(tx, ns, pk, current, new, at, actor, reason)
+
+    async def _create(
+        self,
+        tx: WriteTx,
+        ns: str,
+        ref: str,
+        patch: dict[str, Any],
+        kind: Kind,
+        replace: bool,
+        at: str,
+        actor: str,
+        reason: str | None,
+    ) -> ChangeResult:
+        if not PROFILE_ID_RE.match(ref):
+            raise Invalid(
+                f"profile: {ref!r} is not a valid new id (1-128 letters, digits, '_', '.', '@', '-', "
+                "starting with a letter or digit)"
+            )
+        if await tx.count_profiles(ns) >= self.config.limits.max_profiles:
+            raise TooLarge(
+                f"namespace {ns!r} already holds the maximum of {self.config.limits.max_profiles} profiles"
+            )
+        new = apply_patch(
+            None, patch, profile_id=ref, kind=kind, replace=replace, at=at, limits=self.config.limits
+        )
+        await self._check_references(tx, ns, None, new)
+        new.version, new.created_at, new.updated_at = 1, at, at
+        pk = await tx.insert_profile(ns, new)
+        changes = diff(None, new)
+        await tx.add_revision(ns, pk, new, actor=actor, reason=reason or "created", changes=changes)
+        return ChangeResult(new, [c["path"] for c in changes], created=True, changes=changes)
+
+    async def _commit(
+        self,
+        tx: WriteTx,
+        ns: str,
+        pk: int,
+        current: Profile,
+        new: Profile,
+        at: str,
+        actor: str,
+        reason: str | None,
+    ) -> ChangeResult:
+        """Write ``new`` as the next version of ``current`` unless nothing changed."""
+        changes = diff(current, new)
+        if not changes:
+            return ChangeResult(current, [])
+        await self._check_references(tx, ns, current, new)
+        new.version, new.created_at, new.updated_at = current.version + 1, current.created_at, at
+        await tx.update_profile(ns, pk, new, current.version)
+        await tx.add_revision(ns, pk, new, actor=actor, reason=reason, changes=changes)
+        return ChangeResult(new, [c["path"] for c in changes], changes=changes)
+
+    async def _check_references(self, tx: WriteTx, ns: str, current: Profile | None, new: Profile) -> None:
+        if new.alias and (current is None or new.alias != current.alias):
+            owner = await tx.alias_owner(ns, new.alias)
+            if owner is not None and owner != new.id:
+                raise Conflict(f"alias {new.alias!r} is already used by profile {owner!r}")
+        if new.connection_id and (current is None or new.connection_id != current.connection_id):
+            if await tx.connection(ns, new.connection_id) is None:
+                raise Invalid(
+                    f"connection {new.connection_id!r} not found "
+                    f"(add it with: mcp-profiles connection add {new.connection_id} --provider PROVIDER)"
+                )
+
+    async def revert_profile(
+        self, ns: str, ref: str, version: int, *, actor: str = "agent", expected_version: int | None = None
+    ) -> ChangeResult:
+        """Restore the document of ``version`` as a new version (history is kept)."""
+        _check_ref(ref)
+        if not isinstance(version, int) or version < 1:
+            raise Invalid("version: must be a version number of 1 or more")
+        at = now()
+        async with self.store.write() as tx:
+            found = await tx.locate(ns, ref)
+            if found is None:
+                raise NotFound(f"profile {ref!r} does not exist")
+            pk, current = found
+            if expected_version is not None and expected_version != current.version:
+                raise Conflict(
+                    f"profile {current.id!r} is at version {current.version}, not {expected_version}"
+                )
+            old = await tx.snapshot(pk, version)
+            if old is None:
+                raise NotFound(
+                    f"profile {current.id!r} has no version {version} (current is {current.version})"
+                )
+            new = old.model_copy(deep=True)
+            check_rules(current, new)
+            check_limits(new, self.config.limits)
+            return await self._commit(tx, ns, pk, current, new, at, actor, f"revert to version {version}")
+
+    async def delete_profile(self, ns: str, ref: str) -> DeleteResult:
+        """Erase a profile, its revisions and its raw data; nothing of it stays readable."""
+        _check_ref(ref)
+        async with self.store.write() as tx:
+            found = await tx.locate(ns, ref)
+            if found is None:
+                raise NotFound(f"profile {ref!r} does not exist")
+            pk, profile = found
+            erased = await tx.delete_profile(pk)
+        return DeleteResult(profile.id, True, erased)
+
+    # ---- connections --------------------------------------------------------------
+
+    async def add_connection(
+        self,
+        ns: str,
+        connection_id: str,
+        provider_id: str,
+        *,
+        name: str | None = None,
+        api_key_env: str | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> Connection:
+        """Register a connection; the API key stays in the environment variable it names."""
+        try:
+            conn = Connection(
+                id=connection_id,
+                provider_id=provider_id,
+                name=name,
+                api_key_env=api_key_env,
+                settings=settings or {},
+                created_at=now(),
+            )
+        except ValidationError as e:
+            err = e.errors(include_url=False)[0]
+            raise Invalid(f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        async with self.store.write() as tx:
+            await tx.add_connection(ns, conn)
+        return conn
+
+    async def list_connections(self, ns: str) -> list[Connection]:
+        """All connections of the namespace."""
+        async with self.store.read() as tx:
+            return await tx.connections(ns)
+
+    async def remove_connection(self, ns: str, connection_id: str) -> None:
+        """Remove a connection no assistant profile uses.
+
+        Raises:
+            NotFound: no such connection. Conflict: assistant profiles still use it.
+        """
+        async with self.store.write() as tx:
+            users = await tx.connection_users(ns, connection_id)
+            if users:
+                raise Conflict(
+                    f"connection {connection_id!r} is used by {', '.join(users)}; change them first"
+                )
+            if not await tx.remove_connection(ns, connection_id):
+                raise NotFound(f"connection {connection_id!r} does not exist")
+
+    # ---- export / import / stats --------------------------------------------------
+
+    async def export(self, ns: str, refs: Iterable[str] | None = None) -> AsyncIterator[dict[str, Any]]:
+        """One record per profile: the document, every revision and every data item."""
+        ids = list(refs) if refs is not None else None
+        if ids is None:
+            ids, cursor = [], None
+            while True:
+                page, cursor = await self.list_profiles(ns, limit=MAX_LIST, cursor=cursor)
+                ids.extend(p.id for p in page)
+                if cursor is None:
+                    break
+        for ref in ids:
+            async with self.store.read() as tx:
+                found = await tx.locate(ns, ref)
+                if found is None:
+                    raise NotFound(f"profile {ref!r} does not exist")
+                rows = await tx.export_rows(ns, found[0])
+            yield {"profile": found[1].model_dump(mode="json"), **rows}
+
+    async def import_record(self, ns: str, record: dict[str, Any]) -> str:
+        """Restore one exported record exactly (document, revisions, data items).
+
+        Raises:
+            Invalid: the record is malformed. Conflict: the profile already exists.
+        """
+        try:
+            profile = Profile.model_validate(record["profile"])
+            revisions = list(record.get("revisions", []))
+            items = list(record.get("data_items", []))
+        except (KeyError, TypeError, ValidationError) as e:
+            raise Invalid(f"import record: {e}".splitlines()[0]) from None
+        check_limits(profile, self.config.limits)
+        async with self.store.write() as tx:
+            if await tx.locate(ns, profile.id) is not None:
+                raise Conflict(f"profile {profile.id!r} already exists; delete it first to import over it")
+            await self._check_references(tx, ns, None, profile)
+            pk = await tx.insert_profile(ns, profile)
+            for rev in revisions:
+                snap = Profile.model_validate(rev["snapshot"])
+                await tx.add_revision(
+                    ns,
+                    pk,
+                    snap.model_copy(update={"updated_at": rev["changed_at"]}),
+                    actor=rev["actor"],
+                    reason=rev.get("reason"),
+                    changes=rev.get("changes", []),
+                )
+            for item in items:
+                await tx.add_item(
+                    item["id"],
+                    ns,
+                    pk,
+                    item["sha256"],
+                    item["content"],
+                    item.get("input_type"),
+                    item["created_at"],
+                )
+                status = item["status"] if item["status"] != "processing" else "pending"
+                await tx.set_items_status(
+                    [item["id"]],
+                    status,
+                    at=item["updated_at"],
+                    error=item.get("error"),
+                    result=item.get("result"),
+                    usage=[item.get("usage", {})],
+                )
+        return profile.id
+
+    async def stats(self, ns: str) -> dict[str, Any]:
+        """Counts of profiles, versions, items by status, and token totals."""
+        async with self.store.read() as tx:
+            result = await tx.stats(ns)
+            result["top_profiles_by_tokens"] = await tx.token_usage_by_profile(ns)
+        return result
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON for text content."""
+    return json.dumps(value, ensure_ascii=False, indent=2)

@@ -1,0 +1,664 @@
+"""ProfileStore: the only module that speaks SQL.
+
+One aiosqlite connection in autocommit mode, serialised by a lock; every write runs in an
+explicit ``BEGIN IMMEDIATE`` transaction (:meth:`ProfileStore.write`) that rolls back on
+any exception, so a failed call writes nothing. Document updates are conditional on the
+version read (``UPDATE … WHERE version = ?``): two processes on one file can never lose
+each other's updates. The interface speaks in models and namespaces, not rows, so another
+backend (PostgreSQL) can implement the same methods.
+
+Migrations are numbered ``.sql`` files in ``migrations/``, each applied together with its
+``schema_migrations`` row in one transaction on open.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import anyio
+
+from .errors import Conflict, Invalid
+from .models import Connection, Kind, Profile, ProfileSummary, Revision
+
+__all__ = ["DataItem", "ProfileStore", "WriteTx"]
+
+_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=10000",
+    "PRAGMA secure_delete=ON",
+)
+_SUMMARY_COLS = "id, kind, alias, name, summary, version, updated_at"
+
+
+@dataclass
+class DataItem:
+    """A raw input and its processing state (the job)."""
+
+    id: str
+    namespace: str
+    profile_pk: int
+    profile_id: str
+    sha256: str
+    content: str
+    input_type: str | None
+    status: str
+    error: str | None
+    attempts: int
+    usage: dict[str, int]
+    result: dict[str, Any] | None
+    created_at: str
+    updated_at: str
+
+
+@dataclass
+class _Stats:
+    profiles: int = 0
+    versions: int = 0
+    items: dict[str, int] = field(default_factory=dict)
+    tokens: dict[str, int] = field(default_factory=dict)
+
+
+def _migrations() -> list[tuple[int, str]]:
+    folder = resources.files("mcp_profiles") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        match = re.match(r"^(\d+)_.*\.sql$", entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def _fts_query(text: str) -> str:
+    """Turn free text into an FTS5 query: every word must match, the last as a prefix."""
+    words = re.findall(r"\w+", text)
+    if not words:
+        raise Invalid("query: needs at least one letter or digit")
+    quoted = ['"' + w.replace('"', '""') + '"' for w in words[:16]]
+    quoted[-1] += "*"
+    return " ".join(quoted)
+
+
+def _encode_cursor(value: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> Any:
+    try:
+        return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        raise Invalid("cursor: not a cursor this server returned") from None
+
+
+class ProfileStore:
+    """Profiles, revisions, data items and connections in one SQLite file."""
+
+    def __init__(self, db: aiosqlite.Connection, path: str) -> None:
+        self._db = db
+        self._lock = anyio.Lock()
+        self.path = path
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, path: str | Path) -> AsyncIterator[ProfileStore]:
+        """Open (creating and migrating as needed) the database at ``path``."""
+        path = str(path)
+        if path != ":memory:":
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            for pragma in _PRAGMAS:
+                await db.execute(pragma)
+            store = cls(db, path)
+            await store._migrate()
+            yield store
+        finally:
+            await db.close()
+
+    async def _migrate(self) -> None:
+        await self._db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)"
+        )
+        async with self._db.execute("SELECT version FROM schema_migrations") as cur:
+            applied = {row[0] for row in await cur.fetchall()}
+        for version, sql in _migrations():
+            if version in applied:
+                continue
+            script = (
+                f"BEGIN IMMEDIATE;\n{sql}\n"
+                f"INSERT INTO schema_migrations VALUES ({version}, datetime('now'));\nCOMMIT;"
+            )
+            try:
+                await self._db.executescript(script)
+            except sqlite3.Error:
+                if self._db.in_transaction:
+                    await self._db.execute("ROLLBACK")
+                raise
+
+    async def schema_version(self) -> int:
+        """Highest applied migration."""
+        async with self._db.execute("SELECT max(version) FROM schema_migrations") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    # ---- reads ------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[ReadTx]:
+        """A consistent read view (one read transaction)."""
+        async with self._lock:
+            await self._db.execute("BEGIN")
+            try:
+                yield ReadTx(self._db)
+            finally:
+                await self._db.execute("COMMIT")
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[WriteTx]:
+        """A write transaction: commits when the block ends, rolls back if it raises."""
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            tx = WriteTx(self._db)
+            try:
+                yield tx
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+        if tx.erased:
+            await self._compact_after_erasure()
+
+    async def _compact_after_erasure(self) -> None:
+        """Make erased bytes unreadable: merge FTS segments, then empty the WAL file."""
+        async with self._lock:
+            await self._db.execute("INSERT INTO profiles_fts(profiles_fts) VALUES ('optimize')")
+            await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    async def checkpoint(self) -> tuple[int, int, int]:
+        """Checkpoint and truncate the WAL; returns (busy, wal frames, checkpointed)."""
+        async with self._lock, self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1]), int(row[2])
+
+    async def integrity_check(self) -> str:
+        """``ok`` when SQLite finds nothing wrong."""
+        async with self._lock, self._db.execute("PRAGMA integrity_check") as cur:
+            rows = await cur.fetchall()
+        return "\n".join(str(r[0]) for r in rows)
+
+
+class ReadTx:
+    """Read operations; :class:`WriteTx` adds the writes on top."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def _one(self, sql: str, params: Sequence[Any]) -> sqlite3.Row | None:
+        async with self._db.execute(sql, params) as cur:
+            row: Any = await cur.fetchone()
+        return row  # type: ignore[no-any-return]
+
+    async def _all(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        async with self._db.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def locate(self, ns: str, ref: str) -> tuple[int, Profile] | None:
+        """Find a profile by id, else by alias; returns (internal key, document)."""
+        row = await self._one(
+            "SELECT pk, document FROM profiles WHERE namespace = ? AND id = ?", (ns, ref)
+        ) or await self._one("SELECT pk, document FROM profiles WHERE namespace = ? AND alias = ?", (ns, ref))
+        if row is None:
+            return None
+        return int(row[0]), Profile.model_validate_json(row[1])
+
+    async def get_profile(self, ns: str, ref: str) -> Profile | None:
+        """The document of a profile named by id or alias."""
+        found = await self.locate(ns, ref)
+        return found[1] if found else None
+
+    async def alias_owner(self, ns: str, alias: str) -> str | None:
+        """Id of the profile that holds ``alias`` (as alias or as id), if any."""
+        row = await self._one(
+            "SELECT id FROM profiles WHERE namespace = ? AND (alias = ? OR id = ?) LIMIT 1",
+            (ns, alias, alias),
+        )
+        return str(row[0]) if row else None
+
+    async def count_profiles(self, ns: str) -> int:
+        """Profiles in a namespace (for the per-namespace limit)."""
+        row = await self._one("SELECT count(*) FROM profiles WHERE namespace = ?", (ns,))
+        return int(row[0]) if row else 0
+
+    async def list_profiles(
+        self,
+        ns: str,
+        *,
+        kind: Kind | None = None,
+        tag: str | None = None,
+        query: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[ProfileSummary], str | None]:
+        """A page of profiles, by id (or by relevance with ``query``), and the next cursor."""
+        where, params = ["p.namespace = ?"], [ns]
+        if kind:
+            where.append("p.kind = ?")
+            params.append(kind)
+        cols = ", ".join(f"p.{c}" for c in _SUMMARY_COLS.split(", "))
+        if query:
+            offset = int(_decode_cursor(cursor)) if cursor else 0
+            if tag:
+                where.append("EXISTS (SELECT 1 FROM profile_tags t WHERE t.profile_pk = p.pk AND t.tag = ?)")
+                params.append(tag)
+            sql = (
+                f"SELECT {cols} FROM profiles_fts f JOIN profiles p ON p.pk = f.rowid "
+                f"WHERE profiles_fts MATCH ? AND {' AND '.join(where)} ORDER BY f.rank, p.id LIMIT ? OFFSET ?"
+            )
+            rows = await self._all(sql, [_fts_query(query), *params, limit + 1, offset])
+            nxt = _encode_cursor(offset + limit) if len(rows) > limit else None
+        else:
+            after = str(_decode_cursor(cursor)) if cursor else ""
+            if tag:
+                sql = (
+                    f"SELECT {cols} FROM profile_tags t JOIN profiles p ON p.pk = t.profile_pk "
+                    f"WHERE t.namespace = ? AND t.tag = ? AND t.id > ? AND {' AND '.join(where)} "
+                    "ORDER BY t.id LIMIT ?"
+                )
+                rows = await self._all(sql, [ns, tag, after, *params, limit + 1])
+            else:
+                sql = f"SELECT {cols} FROM profiles p WHERE {' AND '.join(where)} AND p.id > ? ORDER BY p.id LIMIT ?"
+                rows = await self._all(sql, [*params, after, limit + 1])
+            nxt = _encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
+        keys = _SUMMARY_COLS.split(", ")
+        return [ProfileSummary.model_validate(dict(zip(keys, r, strict=True))) for r in rows[:limit]], nxt
+
+    async def history(self, ns: str, pk: int, limit: int) -> list[Revision]:
+        """Newest versions first."""
+        rows = await self._all(
+            "SELECT version, actor, reason, changed_at, diff FROM revisions "
+            "WHERE profile_pk = ? ORDER BY version DESC LIMIT ?",
+            (pk, limit),
+        )
+        return [
+            Revision(version=r[0], actor=r[1], reason=r[2], changed_at=r[3], changes=json.loads(r[4]))
+            for r in rows
+        ]
+
+    async def snapshot(self, pk: int, version: int) -> Profile | None:
+        """The document as it was at ``version``."""
+        row = await self._one(
+            "SELECT snapshot FROM revisions WHERE profile_pk = ? AND version = ?", (pk, version)
+        )
+        return Profile.model_validate_json(row[0]) if row else None
+
+    async def connection(self, ns: str, connection_id: str) -> Connection | None:
+        """One connection, or None."""
+        row = await self._one(
+            "SELECT id, name, provider_id, api_key_env, settings, created_at FROM connections "
+            "WHERE namespace = ? AND id = ?",
+            (ns, connection_id),
+        )
+        return _connection(row) if row else None
+
+    async def connections(self, ns: str) -> list[Connection]:
+        """All connections of a namespace, by id."""
+        rows = await self._all(
+            "SELECT id, name, provider_id, api_key_env, settings, created_at FROM connections "
+            "WHERE namespace = ? ORDER BY id",
+            (ns,),
+        )
+        return [_connection(r) for r in rows]
+
+    async def connection_users(self, ns: str, connection_id: str) -> list[str]:
+        """Ids of assistant profiles that use a connection (checked before removal)."""
+        rows = await self._all(
+            "SELECT id FROM profiles WHERE namespace = ? AND kind = 'assistant' "
+            "AND json_extract(document, '$.connection_id') = ? ORDER BY id LIMIT 20",
+            (ns, connection_id),
+        )
+        return [str(r[0]) for r in rows]
+
+    async def item(self, ns: str, item_id: str) -> DataItem | None:
+        """A data item (job) by id."""
+        rows = await self._items("d.namespace = ? AND d.id = ?", (ns, item_id))
+        return rows[0] if rows else None
+
+    async def item_by_sha(self, pk: int, sha256: str) -> DataItem | None:
+        """The item already holding this exact data for this profile, if any."""
+        rows = await self._items("d.profile_pk = ? AND d.sha256 = ?", (pk, sha256))
+        return rows[0] if rows else None
+
+    async def items_for(self, ns: str, pk: int, statuses: Iterable[str]) -> list[DataItem]:
+        """Items of one profile in the given states, oldest first."""
+        st = list(statuses)
+        marks = ",".join("?" * len(st))
+        return await self._items(
+            f"d.namespace = ? AND d.profile_pk = ? AND d.status IN ({marks})", (ns, pk, *st)
+        )
+
+    async def queued_profiles(self, limit: int = 100) -> list[tuple[str, int]]:
+        """(namespace, profile key) pairs with pending items, oldest first."""
+        rows = await self._all(
+            "SELECT namespace, profile_pk, min(created_at) AS first FROM data_items "
+            "WHERE status = 'pending' GROUP BY namespace, profile_pk ORDER BY first LIMIT ?",
+            (limit,),
+        )
+        return [(str(r[0]), int(r[1])) for r in rows]
+
+    async def _items(self, where: str, params: Sequence[Any]) -> list[DataItem]:
+        rows = await self._all(
+            "SELECT d.id, d.namespace, d.profile_pk, p.id, d.sha256, d.content, d.input_type, d.status, "
+            "d.error, d.attempts, d.input_tokens, d.output_tokens, d.cache_read_tokens, "
+            "d.cache_write_tokens, d.requests, d.result, d.created_at, d.updated_at "
+            f"FROM data_items d JOIN profiles p ON p.pk = d.profile_pk WHERE {where} ORDER BY d.created_at, d.id",
+            params,
+        )
+        return [
+            DataItem(
+                id=r[0],
+                namespace=r[1],
+                profile_pk=r[2],
+                profile_id=r[3],
+                sha256=r[4],
+                content=r[5],
+                input_type=r[6],
+                status=r[7],
+                error=r[8],
+                attempts=r[9],
+                usage={
+                    "input_tokens": r[10],
+                    "output_tokens": r[11],
+                    "cache_read_input_tokens": r[12],
+                    "cache_creation_input_tokens": r[13],
+                    "requests": r[14],
+                },
+                result=json.loads(r[15]) if r[15] else None,
+                created_at=r[16],
+                updated_at=r[17],
+            )
+            for r in rows
+        ]
+
+    async def stats(self, ns: str) -> dict[str, Any]:
+        """Counts and token totals for ``mcp-profiles stats``."""
+        s = _Stats()
+        row = await self._one("SELECT count(*) FROM profiles WHERE namespace = ?", (ns,))
+        s.profiles = int(row[0]) if row else 0
+        row = await self._one("SELECT count(*) FROM revisions WHERE namespace = ?", (ns,))
+        s.versions = int(row[0]) if row else 0
+        for status, n in await self._all(
+            "SELECT status, count(*) FROM data_items WHERE namespace = ? GROUP BY status", (ns,)
+        ):
+            s.items[str(status)] = int(n)
+        row = await self._one(
+            "SELECT coalesce(sum(requests),0), coalesce(sum(input_tokens),0), coalesce(sum(output_tokens),0), "
+            "coalesce(sum(cache_read_tokens),0), coalesce(sum(cache_write_tokens),0) "
+            "FROM data_items WHERE namespace = ?",
+            (ns,),
+        )
+        assert row is not None
+        names = (
+            "requests",
+            "input_tokens",
+            "output_tokens",
+            "cache_read_input_tokens",
+            "cache_creation_input_tokens",
+        )
+        s.tokens = {k: int(v) for k, v in zip(names, row, strict=True)}
+        return {"profiles": s.profiles, "versions": s.versions, "items": s.items, "usage": s.tokens}
+
+    async def token_usage_by_profile(self, ns: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Per-profile token sums, heaviest first."""
+        rows = await self._all(
+            "SELECT p.id, count(d.id), sum(d.requests), sum(d.input_tokens), sum(d.output_tokens), "
+            "sum(d.cache_read_tokens), sum(d.cache_write_tokens) FROM data_items d "
+            "JOIN profiles p ON p.pk = d.profile_pk WHERE d.namespace = ? GROUP BY p.id "
+            "ORDER BY sum(d.input_tokens) DESC LIMIT ?",
+            (ns, limit),
+        )
+        keys = (
+            "id",
+            "items",
+            "requests",
+            "input_tokens",
+            "output_tokens",
+            "cache_read_input_tokens",
+            "cache_creation_input_tokens",
+        )
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    async def export_rows(self, ns: str, pk: int) -> dict[str, Any]:
+        """Everything kept about one profile: revisions with snapshots, and raw data items."""
+        revs = await self._all(
+            "SELECT version, actor, reason, changed_at, diff, snapshot FROM revisions "
+            "WHERE profile_pk = ? ORDER BY version",
+            (pk,),
+        )
+        items = await self._items("d.profile_pk = ?", (pk,))
+        return {
+            "revisions": [
+                {
+                    "version": r[0],
+                    "actor": r[1],
+                    "reason": r[2],
+                    "changed_at": r[3],
+                    "changes": json.loads(r[4]),
+                    "snapshot": json.loads(r[5]),
+                }
+                for r in revs
+            ],
+            "data_items": [
+                {k: v for k, v in item.__dict__.items() if k not in ("profile_pk", "namespace")}
+                for item in items
+            ],
+        }
+
+
+class WriteTx(ReadTx):
+    """Writes inside one ``BEGIN IMMEDIATE`` transaction."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        super().__init__(db)
+        self.erased = False
+
+    async def insert_profile(self, ns: str, profile: Profile) -> int:
+        """Insert a new profile; returns its internal key."""
+        try:
+            cur = await self._db.execute(
+                "INSERT INTO profiles (namespace, id, alias, kind, name, summary, version, created_at, "
+                "updated_at, document) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    ns,
+                    profile.id,
+                    profile.alias,
+                    profile.kind,
+                    profile.name,
+                    profile.summary,
+                    profile.version,
+                    profile.created_at,
+                    profile.updated_at,
+                    profile.model_dump_json(),
+                ),
+            )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"profile {profile.id!r} or alias {profile.alias!r} already exists") from None
+        pk = cur.lastrowid
+        assert pk is not None
+        await self._index(pk, ns, profile, new=True)
+        return pk
+
+    async def update_profile(self, ns: str, pk: int, profile: Profile, expected_version: int) -> None:
+        """Replace the document if it is still at ``expected_version``.
+
+        Raises:
+            Conflict: another writer got there first.
+        """
+        try:
+            cur = await self._db.execute(
+                "UPDATE profiles SET alias = ?, name = ?, summary = ?, version = ?, updated_at = ?, document = ? "
+                "WHERE pk = ? AND version = ?",
+                (
+                    profile.alias,
+                    profile.name,
+                    profile.summary,
+                    profile.version,
+                    profile.updated_at,
+                    profile.model_dump_json(),
+                    pk,
+                    expected_version,
+                ),
+            )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"alias {profile.alias!r} is already taken") from None
+        if cur.rowcount != 1:
+            raise Conflict(f"profile {profile.id!r} changed while it was being updated; retry")
+        await self._index(pk, ns, profile, new=False)
+
+    async def _index(self, pk: int, ns: str, profile: Profile, *, new: bool) -> None:
+        if not new:
+            await self._db.execute("DELETE FROM profiles_fts WHERE rowid = ?", (pk,))
+            await self._db.execute("DELETE FROM profile_tags WHERE profile_pk = ?", (pk,))
+        await self._db.execute(
+            "INSERT INTO profiles_fts (rowid, name, alias, summary, attrs) VALUES (?, ?, ?, ?, ?)",
+            (pk, profile.name or "", profile.alias or "", profile.summary or "", profile.search_text()),
+        )
+        if profile.tags:
+            await self._db.executemany(
+                "INSERT OR IGNORE INTO profile_tags (namespace, tag, id, profile_pk) VALUES (?, ?, ?, ?)",
+                [(ns, t, profile.id, pk) for t in profile.tags],
+            )
+
+    async def add_revision(
+        self,
+        ns: str,
+        pk: int,
+        profile: Profile,
+        *,
+        actor: str,
+        reason: str | None,
+        changes: list[dict[str, Any]],
+    ) -> None:
+        """Record a version: who, why, the diff and the full snapshot."""
+        await self._db.execute(
+            "INSERT INTO revisions (profile_pk, version, namespace, actor, reason, changed_at, diff, snapshot) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                pk,
+                profile.version,
+                ns,
+                actor,
+                reason,
+                profile.updated_at,
+                json.dumps(changes, ensure_ascii=False),
+                profile.model_dump_json(),
+            ),
+        )
+
+    async def delete_profile(self, pk: int) -> dict[str, int]:
+        """Erase a profile with its revisions and data items; returns what was erased."""
+        counts = {}
+        for table in ("revisions", "data_items"):
+            row = await self._one(f"SELECT count(*) FROM {table} WHERE profile_pk = ?", (pk,))
+            counts[table] = int(row[0]) if row else 0
+        await self._db.execute("DELETE FROM profiles_fts WHERE rowid = ?", (pk,))
+        await self._db.execute("DELETE FROM profiles WHERE pk = ?", (pk,))
+        self.erased = True
+        return counts
+
+    async def add_connection(self, ns: str, conn: Connection) -> None:
+        """Insert a connection; an existing id is a conflict."""
+        try:
+            await self._db.execute(
+                "INSERT INTO connections (namespace, id, name, provider_id, api_key_env, settings, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    ns,
+                    conn.id,
+                    conn.name,
+                    conn.provider_id,
+                    conn.api_key_env,
+                    json.dumps(conn.settings),
+                    conn.created_at,
+                ),
+            )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"connection {conn.id!r} already exists; remove it first to change it") from None
+
+    async def remove_connection(self, ns: str, connection_id: str) -> bool:
+        """Delete a connection; False when it did not exist."""
+        cur = await self._db.execute(
+            "DELETE FROM connections WHERE namespace = ? AND id = ?", (ns, connection_id)
+        )
+        return cur.rowcount == 1
+
+    async def add_item(
+        self, item_id: str, ns: str, pk: int, sha256: str, content: str, input_type: str | None, at: str
+    ) -> None:
+        """Store raw data as a pending job, before any model is called."""
+        await self._db.execute(
+            "INSERT INTO data_items (id, namespace, profile_pk, sha256, content, input_type, status, created_at, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+            (item_id, ns, pk, sha256, content, input_type, at, at),
+        )
+
+    async def set_items_status(
+        self,
+        ids: Sequence[str],
+        status: str,
+        *,
+        at: str,
+        error: str | None = None,
+        result: dict[str, Any] | None = None,
+        usage: Sequence[dict[str, int]] | None = None,
+        attempt: bool = False,
+    ) -> None:
+        """Move items to a state, recording error, result and each item's share of usage."""
+        for i, item_id in enumerate(ids):
+            u = usage[i] if usage else {}
+            await self._db.execute(
+                "UPDATE data_items SET status = ?, error = ?, result = coalesce(?, result), updated_at = ?, "
+                "attempts = attempts + ?, requests = requests + ?, input_tokens = input_tokens + ?, "
+                "output_tokens = output_tokens + ?, cache_read_tokens = cache_read_tokens + ?, "
+                "cache_write_tokens = cache_write_tokens + ? WHERE id = ?",
+                (
+                    status,
+                    error,
+                    json.dumps(result) if result is not None else None,
+                    at,
+                    int(attempt),
+                    u.get("requests", 0),
+                    u.get("input_tokens", 0),
+                    u.get("output_tokens", 0),
+                    u.get("cache_read_input_tokens", 0),
+                    u.get("cache_creation_input_tokens", 0),
+                    item_id,
+                ),
+            )
+
+    async def requeue_interrupted(self) -> int:
+        """Items left ``processing`` by a crash go back to ``pending``."""
+        cur = await self._db.execute("UPDATE data_items SET status = 'pending' WHERE status = 'processing'")
+        return cur.rowcount
+
+
+def _connection(row: Any) -> Connection:
+    return Connection(
+        id=row[0],
+        name=row[1],
+        provider_id=row[2],
+        api_key_env=row[3],
+        settings=json.loads(row[4]),
+        created_at=row[5],
+    )

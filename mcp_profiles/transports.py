@@ -1,0 +1,98 @@
+"""HTTP deployment: bearer tokens mapped to namespaces, DNS-rebinding guard, health check.
+
+stdio needs none of this (the host process owns the pipe); over SSE or streamable HTTP
+anyone who can reach the port could otherwise read every profile, so the server refuses
+to listen beyond loopback without tokens.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Mapping
+
+from mcp.server.auth.provider import AccessToken, TokenVerifier
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.transport_security import TransportSecuritySettings
+from pydantic import AnyHttpUrl
+
+from .errors import Invalid
+
+__all__ = ["NamespaceTokens", "auth_settings", "check_bind", "is_loopback", "transport_security"]
+
+SCOPE = "profiles"
+
+
+class NamespaceTokens(TokenVerifier):
+    """Static bearer tokens, each granting access to one namespace."""
+
+    def __init__(self, tokens: Mapping[str, str]) -> None:
+        self._tokens = [(t.encode(), ns) for t, ns in tokens.items()]
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        """Constant-time match against every configured token."""
+        presented = token.encode()
+        found = None
+        for known, ns in self._tokens:
+            if hmac.compare_digest(known, presented):
+                found = ns
+        if found is None:
+            return None
+        return AccessToken(token=token, client_id=f"ns:{found}", scopes=[SCOPE], claims={"namespace": found})
+
+
+def auth_settings(host: str, port: int, path: str) -> AuthSettings:
+    """Resource-server settings for static tokens (no OAuth authorization server)."""
+    shown = f"[{host}]" if ":" in host else host
+    return AuthSettings(
+        issuer_url=AnyHttpUrl("https://auth.invalid"),
+        resource_server_url=AnyHttpUrl(f"http://{shown}:{port}{path}"),
+        required_scopes=[SCOPE],
+        validate_token_resource=False,
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, tokens: Mapping[str, str]) -> None:
+    """Raises Invalid when asked to listen beyond loopback without tokens."""
+    if not is_loopback(host) and not tokens:
+        raise Invalid(
+            f"refusing to listen on {host} without bearer tokens: set MCP_PROFILES_TOKENS='token=namespace,…' "
+            "or pass --tokens-file FILE (one 'token namespace' pair a line), or bind to 127.0.0.1"
+        )
+
+
+def transport_security(host: str, allowed_hosts: list[str]) -> TransportSecuritySettings:
+    """Host/Origin validation: loopback names by default, plus the names the deployment serves.
+
+    Raises:
+        Invalid: binding to a wildcard address without naming the hosts to accept.
+    """
+    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost"]
+    origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+    if not is_loopback(host):
+        if host in ("0.0.0.0", "::", "") and not allowed_hosts:
+            raise Invalid(
+                f"listening on {host or 'all interfaces'} needs --allowed-host NAME (the Host names clients "
+                "use, e.g. profiles.example.com) so requests for other names are refused"
+            )
+        extra = allowed_hosts or [host]
+        for name in extra:
+            hosts += [name, f"{name}:*"] if ":" not in name else [name]
+            bare = name.split(":")[0]
+            origins += [f"https://{bare}", f"https://{bare}:*", f"http://{bare}", f"http://{bare}:*"]
+    else:
+        for name in allowed_hosts:
+            hosts += [name, f"{name}:*"]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
+    )
