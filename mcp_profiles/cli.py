@@ -119,23 +119,25 @@ async def cmd_export(args: argparse.Namespace, config: Config) -> int:
 
 async def cmd_import(args: argparse.Namespace, config: Config) -> int:
     """Read JSON lines written by export; each profile is restored in its own transaction."""
-    source = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
-    imported = 0
     try:
-        async with _service(config) as svc:
-            for n, line in enumerate(source, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise Invalid(f"{args.file} line {n}: not JSON ({e.msg})") from None
+        lines = sys.stdin.readlines() if args.file == "-" else Path(args.file).read_text("utf-8").splitlines()
+    except OSError as e:
+        raise Invalid(f"cannot read {args.file}: {e.strerror}") from None
+    records = []
+    for n, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                records.append((n, json.loads(line)))
+            except json.JSONDecodeError as e:
+                raise Invalid(f"{args.file} line {n}: not JSON ({e.msg})") from None
+    async with _service(config) as svc:
+        for n, record in records:
+            try:
                 await svc.import_record(config.namespace, record)
-                imported += 1
-    finally:
-        if source is not sys.stdin:
-            source.close()
-    print(f"imported {imported} profile(s)", file=sys.stderr)
+            except ProfilesError as e:
+                e.message = f"{args.file} line {n}: {e.message}"
+                raise
+    print(f"imported {len(records)} profile(s)", file=sys.stderr)
     return 0
 
 

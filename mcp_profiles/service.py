@@ -340,6 +340,8 @@ class ProfileService:
             items = list(record.get("data_items", []))
         except (KeyError, TypeError, ValidationError) as e:
             raise Invalid(f"import record: {e}".splitlines()[0]) from None
+        if profile.version < 1 or not profile.created_at or not profile.updated_at:
+            raise Invalid(f"import record {profile.id!r}: needs version >= 1, created_at and updated_at")
         check_limits(profile, self.config.limits)
         async with self.store.write() as tx:
             if await tx.locate(ns, profile.id) is not None:

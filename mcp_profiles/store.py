@@ -492,7 +492,9 @@ class WriteTx(ReadTx):
                     profile.model_dump_json(),
                 ),
             )
-        except sqlite3.IntegrityError:
+        except sqlite3.IntegrityError as e:
+            if "UNIQUE" not in str(e):
+                raise
             raise Conflict(f"profile {profile.id!r} or alias {profile.alias!r} already exists") from None
         pk = cur.lastrowid
         assert pk is not None

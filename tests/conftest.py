@@ -36,7 +36,9 @@ def config(tmp_path: Path) -> Config:
 def connect(config: Config) -> Callable[..., Client]:
     """``async with connect(**client_kwargs) as client:`` — a fresh server over ``config``."""
 
-    def _connect(cfg: Config | None = None, server_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> Client:
+    def _connect(
+        cfg: Config | None = None, server_kwargs: dict[str, Any] | None = None, **kwargs: Any
+    ) -> Client:
         return Client(create_server(cfg or config, **(server_kwargs or {})), **kwargs)
 
     return _connect

@@ -1,0 +1,151 @@
+"""The command line, called in-process through ``main(argv)``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcp_profiles.cli import main
+from mcp_profiles.config import Config
+from tests.conftest import ASSISTANT_BODY
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+async def _seed(config: Config) -> None:
+    from mcp_profiles.service import ProfileService
+    from mcp_profiles.store import ProfileStore
+
+    async with ProfileStore.open(config.db_path) as store:
+        svc = ProfileService(store, config)
+        await svc.update_profile(
+            "default",
+            "alice",
+            {"name": "Alice", "tags": ["beta"], "attributes": {"work.role": "eng"}},
+            create=True,
+        )
+        await svc.update_profile("default", "alice", {"summary": "Backend engineer."})
+
+
+def seed(config: Config) -> None:
+    import anyio
+
+    anyio.run(_seed, config)
+
+
+def test_show_prints_readable_text_by_default_and_json_on_request(capsys: Any, config: Config) -> None:
+    seed(config)
+    code, out, _ = run(capsys, "show", "alice")
+    assert code == 0 and out.startswith("# Alice") and "**role**: eng" in out
+    code, out, _ = run(capsys, "show", "alice", "--json")
+    assert json.loads(out)["attributes"]["work.role"]["value"] == "eng"
+
+
+def test_missing_profile_exits_1_with_the_code_word(capsys: Any) -> None:
+    code, _, err = run(capsys, "show", "nobody")
+    assert code == 1 and "not_found: profile 'nobody' does not exist" in err
+
+
+def test_db_flag_and_environment_variable_choose_the_database(
+    capsys: Any, tmp_path: Path, config: Config
+) -> None:
+    seed(config)  # MCP_PROFILES_DB points at config.db (conftest)
+    assert run(capsys, "list")[1].startswith("alice")
+    other = tmp_path / "other.sqlite3"
+    code, out, _ = run(capsys, "list", "--db", str(other))
+    assert code == 0 and out == "" and other.exists()
+
+
+def test_list_history_and_stats(capsys: Any, config: Config) -> None:
+    seed(config)
+    code, out, _ = run(capsys, "list", "--json")
+    assert json.loads(out)["profiles"][0]["id"] == "alice"
+    code, out, _ = run(capsys, "history", "alice")
+    assert out.splitlines()[0].startswith("v2") and "summary" in out
+    code, out, _ = run(capsys, "stats", "--json")
+    stats = json.loads(out)
+    assert stats["profiles"] == 1 and stats["versions"] == 2
+
+
+def test_connections_are_added_listed_and_removed(capsys: Any) -> None:
+    assert (
+        run(
+            capsys,
+            "connection",
+            "add",
+            "anthropic-main",
+            "--provider",
+            "anthropic",
+            "--api-key-env",
+            "ANTHROPIC_API_KEY",
+        )[0]
+        == 0
+    )
+    code, out, _ = run(capsys, "connection", "list", "--json")
+    [conn] = json.loads(out)
+    assert conn["id"] == "anthropic-main" and conn["api_key_env"] == "ANTHROPIC_API_KEY"
+    code, _, err = run(capsys, "connection", "add", "anthropic-main", "--provider", "anthropic")
+    assert code == 1 and "conflict:" in err
+    assert run(capsys, "connection", "remove", "anthropic-main")[0] == 0
+    code, _, err = run(capsys, "connection", "remove", "anthropic-main")
+    assert code == 1 and "not_found:" in err
+
+
+def test_connection_in_use_cannot_be_removed(capsys: Any, config: Config) -> None:
+    import anyio
+
+    from mcp_profiles.service import ProfileService
+    from mcp_profiles.store import ProfileStore
+
+    run(capsys, "connection", "add", "anthropic-main", "--provider", "anthropic")
+
+    async def make() -> None:
+        async with ProfileStore.open(config.db_path) as store:
+            await ProfileService(store, config).update_profile(
+                "default", "a1", ASSISTANT_BODY, create=True, kind="assistant"
+            )
+
+    anyio.run(make)
+    code, _, err = run(capsys, "connection", "remove", "anthropic-main")
+    assert code == 1 and "conflict:" in err and "a1" in err
+
+
+def test_export_then_import_round_trips_losslessly(capsys: Any, config: Config, tmp_path: Path) -> None:
+    seed(config)
+    dump = tmp_path / "dump.jsonl"
+    assert run(capsys, "export", "-o", str(dump))[0] == 0
+    fresh = tmp_path / "fresh.sqlite3"
+    code, _, err = run(capsys, "import", str(dump), "--db", str(fresh))
+    assert code == 0 and "imported 1" in err
+    again = tmp_path / "again.jsonl"
+    run(capsys, "export", "-o", str(again), "--db", str(fresh))
+    assert again.read_text() == dump.read_text()
+    code, _, err = run(capsys, "import", str(dump), "--db", str(fresh))
+    assert code == 1 and "conflict:" in err
+
+
+def test_import_rejects_garbage_with_the_line_number(capsys: Any, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"profile": {"id": "ok"}}\nnot json\n')
+    code, _, err = run(capsys, "import", str(bad))
+    assert code == 1 and "line 2" in err
+
+
+def test_serve_refuses_to_listen_beyond_loopback_without_tokens(capsys: Any) -> None:
+    code, _, err = run(capsys, "serve", "--transport", "http", "--host", "0.0.0.0")
+    assert code == 1 and "refusing to listen on 0.0.0.0 without bearer tokens" in err
+
+
+def test_help_lists_every_command(capsys: Any) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("serve", "show", "list", "history", "export", "import", "connection", "stats"):
+        assert command in out

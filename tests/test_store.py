@@ -1,0 +1,100 @@
+"""The SQLite store: migrations, pragmas, indexed lookups, transactions."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from mcp_profiles.errors import Conflict
+from mcp_profiles.models import Profile
+from mcp_profiles.store import ProfileStore, _migrations
+
+
+async def test_blank_database_is_migrated_with_a_record_per_migration(tmp_path: Path) -> None:
+    db = tmp_path / "new" / "p.sqlite3"
+    async with ProfileStore.open(db) as store:
+        assert await store.schema_version() == max(v for v, _ in _migrations())
+    con = sqlite3.connect(db)
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type IN ('table')")}
+    assert {"profiles", "revisions", "data_items", "connections", "profile_tags", "profiles_fts"} <= tables
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert [r[0] for r in con.execute("SELECT version FROM schema_migrations")] == [
+        v for v, _ in _migrations()
+    ]
+
+
+async def test_reopening_applies_nothing_twice(tmp_path: Path) -> None:
+    db = tmp_path / "p.sqlite3"
+    async with ProfileStore.open(db):
+        pass
+    async with ProfileStore.open(db) as store:
+        assert await store.schema_version() == 1
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(_migrations())
+
+
+async def test_pragmas_are_set_on_open(tmp_path: Path) -> None:
+    async with ProfileStore.open(tmp_path / "p.sqlite3") as store:
+        async with store.read() as tx:
+            values = {
+                name: (await tx._one(f"PRAGMA {name}", ()))[0]  # type: ignore[index]
+                for name in ("foreign_keys", "secure_delete", "synchronous", "busy_timeout")
+            }
+    assert values == {"foreign_keys": 1, "secure_delete": 1, "synchronous": 1, "busy_timeout": 10000}
+
+
+async def test_lookups_by_id_and_alias_use_indexes(tmp_path: Path) -> None:
+    db = tmp_path / "p.sqlite3"
+    async with ProfileStore.open(db):
+        pass
+    con = sqlite3.connect(db)
+    for sql, args in (
+        ("SELECT pk FROM profiles WHERE namespace = ? AND id = ?", ("d", "x")),
+        ("SELECT pk FROM profiles WHERE namespace = ? AND alias = ?", ("d", "x")),
+        (
+            "SELECT id FROM profiles p WHERE p.namespace = ? AND p.kind = ? AND p.id > ? ORDER BY p.id LIMIT 5",
+            ("d", "user", ""),
+        ),
+        (
+            "SELECT id FROM profile_tags WHERE namespace = ? AND tag = ? AND id > ? ORDER BY id LIMIT 5",
+            ("d", "t", ""),
+        ),
+    ):
+        plan = " ".join(str(r[-1]) for r in con.execute("EXPLAIN QUERY PLAN " + sql, args))
+        assert "USING" in plan and "SCAN profiles" not in plan, plan
+
+
+async def test_failed_write_rolls_back_everything(tmp_path: Path) -> None:
+    async with ProfileStore.open(tmp_path / "p.sqlite3") as store:
+        with pytest.raises(RuntimeError):
+            async with store.write() as tx:
+                doc = Profile(id="a", version=1, created_at="t", updated_at="t")
+                pk = await tx.insert_profile("ns", doc)
+                await tx.add_revision("ns", pk, doc, actor="t", reason=None, changes=[])
+                raise RuntimeError("boom")
+        async with store.read() as tx:
+            assert await tx.get_profile("ns", "a") is None
+
+
+async def test_version_check_refuses_a_stale_update(tmp_path: Path) -> None:
+    async with ProfileStore.open(tmp_path / "p.sqlite3") as store:
+        doc = Profile(id="a", version=1, created_at="t", updated_at="t")
+        async with store.write() as tx:
+            pk = await tx.insert_profile("ns", doc)
+        with pytest.raises(Conflict):
+            async with store.write() as tx:
+                await tx.update_profile("ns", pk, doc.model_copy(update={"version": 3}), expected_version=2)
+
+
+async def test_namespaces_are_separate(tmp_path: Path) -> None:
+    async with ProfileStore.open(tmp_path / "p.sqlite3") as store:
+        async with store.write() as tx:
+            await tx.insert_profile("a", Profile(id="x", name="A", version=1, created_at="t", updated_at="t"))
+            await tx.insert_profile("b", Profile(id="x", name="B", version=1, created_at="t", updated_at="t"))
+        async with store.read() as tx:
+            assert (await tx.get_profile("a", "x")).name == "A"  # type: ignore[union-attr]
+            assert (await tx.get_profile("b", "x")).name == "B"  # type: ignore[union-attr]
+            page, _ = await tx.list_profiles("a", query="B")
+            assert page == []
