@@ -7,27 +7,16 @@ the lifespan once per connection; every connection must share one store and one 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from .config import Config
 from .errors import Invalid
-from .events import NamespacedBus
-from .server import AppContext, create_server
-from .service import ProfileService
-from .store import ProfileStore
+from .runtime import llm_from_env, open_app
+from .server import create_server
 from .transports import auth_settings, check_bind, transport_security
 
-__all__ = ["open_app", "serve"]
+__all__ = ["serve"]
 
 log = logging.getLogger("mcp_profiles")
-
-
-@asynccontextmanager
-async def open_app(config: Config) -> AsyncIterator[AppContext]:
-    """Open the store (and, once extraction exists, its worker) for a whole process."""
-    async with ProfileStore.open(config.db_path) as store:
-        yield AppContext(config, store, ProfileService(store, config), NamespacedBus(config.namespace))
 
 
 async def serve(
@@ -43,7 +32,7 @@ async def serve(
     if transport != "stdio":
         check_bind(host, config.tokens)
         security = transport_security(host, allowed_hosts)
-    async with open_app(config) as app:
+    async with open_app(config, llm=llm_from_env(config)) as app:
         if transport == "stdio":
             await create_server(config, app=app).run_stdio_async()
             return

@@ -162,6 +162,98 @@ async def cmd_connection(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+class _Bar:
+    """A one-line progress bar on a terminal; silent when stderr is not one."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.on = sys.stderr.isatty()
+
+    async def __call__(self, done: float, total: float, message: str) -> None:
+        if not self.on:
+            return
+        width = 24
+        filled = int(width * done / total) if total else width
+        sys.stderr.write(f"\r{self.label[:30]:30} [{'#' * filled}{'.' * (width - filled)}] {message[:40]:40}")
+        if total and done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _usage_line(usage: dict[str, int]) -> str:
+    return (
+        f"{usage.get('requests', 0)} request(s), {usage.get('input_tokens', 0)} input / "
+        f"{usage.get('output_tokens', 0)} output tokens"
+    )
+
+
+async def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
+    """Send files to a profile and extract them (chat exports, notes, JSON, markdown)."""
+    from .jobs import NO_BACKEND
+    from .runtime import llm_from_env, open_app
+
+    texts = []
+    for name in args.files:
+        try:
+            texts.append((name, sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError) as e:
+            raise Invalid(f"cannot read {name}: {e}") from None
+    llm = None if args.no_wait else llm_from_env(config)
+    failed = 0
+    async with open_app(config, llm=llm, worker=False) as app:
+        ex = app.extractor
+        for name, text in texts:
+            item, duplicate, _ = await ex.submit(
+                config.namespace, args.profile, text, args.input_type, args.kind
+            )
+            if duplicate:
+                print(f"{name}: already received as job {item.id} ({item.status}); skipped")
+                continue
+            if llm is None:
+                print(f"{name}: stored as job {item.id} (pending)")
+                continue
+            result = await ex.wait_for(config.namespace, item, _Bar(Path(name).name))
+            if result.status == "failed":
+                failed += 1
+                print(f"{name}: failed: {result.error} (data kept as job {item.id})")
+            else:
+                print(
+                    f"{name}: version {result.version}, {len(result.changes)} change(s), "
+                    f"{len(result.conflicts)} conflict(s); {_usage_line(result.usage)}"
+                )
+    if llm is None and not args.no_wait:
+        print(f"note: {NO_BACKEND}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+async def cmd_process(args: argparse.Namespace, config: Config) -> int:
+    """Extract data items that are waiting (stored without a backend, or interrupted)."""
+    from .jobs import NO_BACKEND
+    from .runtime import llm_from_env, open_app
+
+    llm = llm_from_env(config)
+    if llm is None:
+        raise Invalid(f"cannot process: {NO_BACKEND}")
+    async with open_app(config, llm=llm, worker=False) as app:
+        ex = app.extractor
+        await ex.recover()
+        if args.retry_failed:
+            print(f"queued {await ex.retry_failed(config.namespace, args.profile)} failed item(s) again")
+        if args.profile:
+            async with app.store.read() as tx:
+                found = await tx.locate(config.namespace, args.profile)
+            if found is None:
+                raise Invalid(f"profile {args.profile!r} does not exist")
+            results = await ex.process(config.namespace, found[0], _Bar(args.profile))
+            count, failed = len(results), sum(r.status == "failed" for r in results)
+        else:
+            count = await ex.drain()
+            stats = await app.service.stats(config.namespace)
+            failed = stats["items"].get("failed", 0)
+    print(f"processed {count} item(s); {failed} failed (see 'mcp-profiles stats')")
+    return 1 if failed else 0
+
+
 async def cmd_stats(args: argparse.Namespace, config: Config) -> int:
     """Profiles, versions, data items by status, and tokens spent."""
     async with _service(config) as svc:
@@ -261,6 +353,25 @@ def build_parser() -> argparse.ArgumentParser:
     c = csub.add_parser("remove", parents=[common], help="remove a connection no profile uses")
     c.add_argument("id")
     p.set_defaults(func=cmd_connection)
+
+    p = sub.add_parser(
+        "ingest", parents=[common], help="extract files into a profile (needs ANTHROPIC_API_KEY)"
+    )
+    p.add_argument("profile", help="id or alias (a user profile is created when missing)")
+    p.add_argument("files", nargs="+", metavar="FILE", help="text files to read, or - for standard input")
+    p.add_argument(
+        "--input-type", help="what the files are: 'chat history', 'activity log', 'character description', …"
+    )
+    p.add_argument("--kind", choices=["user", "assistant"])
+    p.add_argument("--no-wait", action="store_true", help="only store the data; extract later with 'process'")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser(
+        "process", parents=[common], help="extract waiting data items (needs ANTHROPIC_API_KEY)"
+    )
+    p.add_argument("profile", nargs="?", help="only this profile (default: every profile with waiting items)")
+    p.add_argument("--retry-failed", action="store_true", help="queue failed items again first")
+    p.set_defaults(func=cmd_process)
 
     p = sub.add_parser("stats", parents=[common], help="counts and LLM token usage")
     p.add_argument("--json", action="store_true")

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Invalid
+from .llm import DEFAULT_MODEL
 from .patching import Limits
 
 __all__ = ["DEFAULT_MODEL", "USER_TOPICS", "ASSISTANT_TOPICS", "Config", "default_db_path"]
 
-DEFAULT_MODEL = "claude-haiku-4-5"
 USER_TOPICS = (
     "basic_info",
     "work",

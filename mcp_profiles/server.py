@@ -13,31 +13,32 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 
 from mcp.server import MCPServer
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.settings import AuthSettings
-from mcp.server.mcpserver import Context
+from mcp.server.mcpserver import Context, Resolve, Sample
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.server.mcpserver.prompts.base import UserMessage
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, CreateMessageResult, SamplingMessage, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from . import __version__
 from .config import Config
-from .errors import ProfilesError
+from .errors import ExtractionFailed, ProfilesError
 from .events import NamespacedBus, coded_errors_middleware, paged_resources_middleware
+from .jobs import NO_BACKEND, JobResult
+from .llm import LLM
 from .models import Connection, Kind, Profile, ProfileSummary, Revision
 from .render import personalize, render_markdown
-from .service import ChangeResult, ProfileService
-from .store import ProfileStore
+from .runtime import AppContext, open_app
+from .service import ChangeResult
 from .transports import NamespaceTokens
 
-__all__ = ["AppContext", "create_server"]
+__all__ = ["AppContext", "create_server", "namespace_of"]
 
 log = logging.getLogger("mcp_profiles")
 P = ParamSpec("P")
@@ -56,17 +57,6 @@ This server remembers who the user is (user profiles) and who you are (assistant
 - Errors start with a code word: not_found, invalid, conflict, too_large,
   extraction_failed, unauthorized. On conflict, re-read the profile and retry.
 """
-
-
-@dataclass
-class AppContext:
-    """What every request handler needs; yielded by the lifespan."""
-
-    config: Config
-    store: ProfileStore
-    service: ProfileService
-    bus: NamespacedBus
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def namespace_of(app: AppContext) -> str:
@@ -157,6 +147,95 @@ KindArg = Annotated[
 ]
 
 
+class UpsertResult(BaseModel):
+    """What upsert_profile_from_data did (status: updated, unchanged, duplicate, accepted, pending)."""
+
+    id: str
+    message: str
+    status: Literal["updated", "unchanged", "duplicate", "accepted", "pending"]
+    version: int
+    changes: list[dict[str, Any]]
+    conflicts: list[dict[str, Any]]
+    dropped: dict[str, int]
+    job_id: str
+    usage: dict[str, int]
+
+
+class JobView(BaseModel):
+    """An extraction job (one data item)."""
+
+    job_id: str
+    profile: str
+    status: str
+    error: str | None
+    changes: list[dict[str, Any]]
+    conflicts: list[dict[str, Any]]
+    usage: dict[str, int]
+
+
+def _upsert(result: JobResult, message: str | None) -> UpsertResult:
+    status = result.status
+    if status == "done":
+        status = "updated" if result.changes else "unchanged"
+    if message is None:
+        if status == "updated":
+            message = f"updated profile {result.profile_id!r} to version {result.version}: {len(result.changes)} change(s)"
+        else:
+            message = f"nothing new for profile {result.profile_id!r} in this data (version {result.version})"
+        if result.conflicts:
+            message += f"; {len(result.conflicts)} conflict(s) with values set by hand were left unchanged"
+        if result.dropped.get("ungrounded"):
+            message += (
+                f"; {result.dropped['ungrounded']} proposal(s) without a quote from the data were dropped"
+            )
+    return UpsertResult(
+        id=result.profile_id,
+        message=message,
+        status=status,  # type: ignore[arg-type]
+        version=result.version,
+        changes=result.changes,
+        conflicts=result.conflicts,
+        dropped=result.dropped,
+        job_id=result.job_id,
+        usage=result.usage,
+    )
+
+
+def sampled_text(result: CreateMessageResult) -> str:
+    """The text of a client-sampled answer ('' when it sent something else)."""
+    content: Any = result.content
+    blocks = content if isinstance(content, list) else [content]
+    return "".join(getattr(b, "text", "") for b in blocks)
+
+
+async def sample_extraction(
+    profile: str,
+    data: str,
+    ctx: Context,
+    input_type: str | None = None,
+    kind: str | None = None,
+    wait: bool = True,
+) -> Sample | None:
+    """Resolver: ask the client's own model (MCP sampling) when the server has no model.
+
+    Only when extraction would otherwise be impossible, the client offers sampling, the
+    caller waits, and the data is new and fits in one request. Returns None otherwise.
+    """
+    app = _app(ctx)
+    caps = ctx.client_capabilities
+    if app.extractor.llm is not None or not wait or caps is None or caps.sampling is None:
+        return None
+    try:
+        plan = await app.extractor.sampling_request(namespace_of(app), profile, data, input_type, kind)
+    except ProfilesError:
+        return None  # the tool body reports the error
+    if plan is None:
+        return None
+    system, user_text, max_tokens = plan
+    message = SamplingMessage(role="user", content=TextContent(type="text", text=user_text))
+    return Sample([message], max_tokens=max_tokens, system_prompt=system, temperature=0.0)
+
+
 def _changed(result: ChangeResult) -> UpdateProfileResult:
     return UpdateProfileResult(profile=result.profile, changed=result.changed)
 
@@ -165,13 +244,14 @@ def _changed(result: ChangeResult) -> UpdateProfileResult:
 
 
 def create_server(
-    config: Config, *, app: AppContext | None = None, setup: Any = None, auth: AuthSettings | None = None
+    config: Config, *, app: AppContext | None = None, llm: LLM | None = None, auth: AuthSettings | None = None
 ) -> MCPServer:
-    """Build the MCP server. With ``app`` the lifespan reuses it (one store for every
-    SSE connection); without, each lifespan opens ``config.db_path`` itself.
-    ``setup(app)`` is an optional async context manager run inside the lifespan
-    (the extraction worker hooks in there). ``auth`` turns on bearer tokens
-    (``config.tokens``) for the HTTP transports."""
+    """Build the MCP server.
+
+    With ``app`` the lifespan reuses it (one store and worker for every SSE connection);
+    without, each lifespan opens ``config.db_path`` with ``llm`` as the extraction backend.
+    ``auth`` turns on bearer tokens (``config.tokens``) for the HTTP transports.
+    """
     bus = app.bus if app is not None else NamespacedBus(config.namespace)
 
     @asynccontextmanager
@@ -179,13 +259,8 @@ def create_server(
         if app is not None:
             yield app
             return
-        async with ProfileStore.open(config.db_path) as store:
-            ctx = AppContext(config, store, ProfileService(store, config), bus)
-            if setup is None:
-                yield ctx
-            else:
-                async with setup(ctx):
-                    yield ctx
+        async with open_app(config, llm=llm, bus=bus) as opened:
+            yield opened
 
     async def list_page(ctx: Any, cursor: str | None) -> tuple[list[ProfileSummary], str | None]:
         state: AppContext = ctx.lifespan_context
@@ -326,6 +401,96 @@ def create_server(
         if result.changed:
             await publish_change(ctx, result.profile.id, listed=False)
         return _changed(result)
+
+    @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True))
+    @coded
+    async def upsert_profile_from_data(
+        profile: ProfileRef,
+        data: Annotated[
+            str,
+            Field(
+                description="Raw data about the profile's subject: a chat history, activity log, character "
+                "description, JSON or markdown. It is treated as data, never as instructions."
+            ),
+        ],
+        ctx: Context,
+        sampled: Annotated[CreateMessageResult | None, Resolve(sample_extraction)] = None,
+        input_type: Annotated[
+            str | None,
+            Field(
+                description="What the data is: 'chat history', 'activity log', 'character description', "
+                "'json', 'markdown', …",
+                max_length=100,
+            ),
+        ] = None,
+        kind: KindArg = None,
+        wait: Annotated[
+            bool,
+            Field(
+                description="true: extract now and return what changed; false: queue it and return a job_id."
+            ),
+        ] = True,
+    ) -> UpsertResult:
+        """Extract facts from raw data with Claude and merge them into a profile (created when missing).
+
+        Every stored fact carries a verbatim evidence quote from the data; values set by hand are
+        never overwritten (disagreements come back as conflicts); model configuration never changes.
+        """
+        app = _app(ctx)
+        ns = namespace_of(app)
+        extractor = app.extractor
+        item, duplicate, created = await extractor.submit(ns, profile, data, input_type, kind)
+        if created:
+            await publish_change(ctx, item.profile_id, listed=True)
+        if duplicate:
+            result = JobResult.from_item(item, status="duplicate")
+            return _upsert(
+                result,
+                f"this data was already received for {item.profile_id!r} as job {item.id} "
+                f"({item.status}); no model call was made",
+            )
+        if sampled is not None:
+            result = await extractor.from_sample(ns, item, sampled_text(sampled))
+        elif extractor.llm is None:
+            result = JobResult.from_item(item, status="pending")
+            return _upsert(result, f"stored as job {item.id}, but {NO_BACKEND}")
+        elif not wait:
+            extractor.wake()
+            result = JobResult.from_item(item, status="accepted")
+            return _upsert(result, f"accepted for processing as job {item.id}; follow it with get_job")
+        else:
+
+            async def progress(done: float, total: float, message: str) -> None:
+                await ctx.report_progress(done, total, message)
+
+            result = await extractor.wait_for(ns, item, progress)
+        if result.status == "failed":
+            raise ExtractionFailed(
+                f"{result.error} (the data is kept as job {item.id}; send the same data again to retry, "
+                "or run 'mcp-profiles process --retry-failed')"
+            )
+        return _upsert(result, None)
+
+    @mcp.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True))
+    @coded
+    async def get_job(
+        job_id: Annotated[
+            str, Field(description="The job_id returned by upsert_profile_from_data.", max_length=64)
+        ],
+        ctx: Context,
+    ) -> JobView:
+        """The state of an extraction job: pending, processing, done or failed, and what it changed."""
+        app = _app(ctx)
+        job = await app.extractor.job(namespace_of(app), job_id)
+        return JobView(
+            job_id=job.job_id,
+            profile=job.profile_id,
+            status=job.status,
+            error=job.error,
+            changes=job.changes,
+            conflicts=job.conflicts,
+            usage=job.usage,
+        )
 
     # ---- resources ------------------------------------------------------------------
 

@@ -137,7 +137,7 @@ class ProfileService:
                     raise NotFound(f"profile {ref!r} does not exist; pass create: true to create it")
                 if expected_version not in (None, 0):
                     raise Conflict(f"profile {ref!r} does not exist (current version 0)")
-                return await self._create(tx, ns, ref, patch, kind or "user", replace, at, actor, reason)
+                return await self.create_in(tx, ns, ref, patch, kind or "user", replace, at, actor, reason)
             pk, current = found
             if expected_version is not None and expected_version != current.version:
                 raise Conflict(
@@ -157,7 +157,7 @@ class ProfileService:
             )
             return await self._commit(tx, ns, pk, current, new, at, actor, reason)
 
-    async def _create(
+    async def create_in(
         self,
         tx: WriteTx,
         ns: str,
@@ -169,6 +169,7 @@ class ProfileService:
         actor: str,
         reason: str | None,
     ) -> ChangeResult:
+        """Create profile ``ref`` inside an open write transaction (shared with extraction)."""
         if not PROFILE_ID_RE.match(ref):
             raise Invalid(
                 f"profile: {ref!r} is not a valid new id (1-128 letters, digits, '_', '.', '@', '-', "

@@ -223,6 +223,11 @@ class ReadTx:
             return None
         return int(row[0]), Profile.model_validate_json(row[1])
 
+    async def profile_by_key(self, pk: int) -> Profile | None:
+        """The document behind an internal key (None once deleted)."""
+        row = await self._one("SELECT document FROM profiles WHERE pk = ?", (pk,))
+        return Profile.model_validate_json(row[0]) if row else None
+
     async def get_profile(self, ns: str, ref: str) -> Profile | None:
         """The document of a profile named by id or alias."""
         found = await self.locate(ns, ref)
@@ -330,6 +335,11 @@ class ReadTx:
         )
         return [str(r[0]) for r in rows]
 
+    async def items_by_id(self, ids: Sequence[str]) -> list[DataItem]:
+        """Items by id, oldest first."""
+        marks = ",".join("?" * len(ids))
+        return await self._items(f"d.id IN ({marks})", tuple(ids)) if ids else []
+
     async def item(self, ns: str, item_id: str) -> DataItem | None:
         """A data item (job) by id."""
         rows = await self._items("d.namespace = ? AND d.id = ?", (ns, item_id))
@@ -347,6 +357,19 @@ class ReadTx:
         return await self._items(
             f"d.namespace = ? AND d.profile_pk = ? AND d.status IN ({marks})", (ns, pk, *st)
         )
+
+    async def failed_item_ids(self, ns: str, pk: int | None = None) -> list[str]:
+        """Ids of failed items, of one profile or of the whole namespace."""
+        if pk is None:
+            rows = await self._all(
+                "SELECT id FROM data_items WHERE namespace = ? AND status = 'failed'", (ns,)
+            )
+        else:
+            rows = await self._all(
+                "SELECT id FROM data_items WHERE namespace = ? AND profile_pk = ? AND status = 'failed'",
+                (ns, pk),
+            )
+        return [str(r[0]) for r in rows]
 
     async def queued_profiles(self, limit: int = 100) -> list[tuple[str, int]]:
         """(namespace, profile key) pairs with pending items, oldest first."""
@@ -649,10 +672,35 @@ class WriteTx(ReadTx):
                 ),
             )
 
-    async def requeue_interrupted(self) -> int:
-        """Items left ``processing`` by a crash go back to ``pending``."""
-        cur = await self._db.execute("UPDATE data_items SET status = 'pending' WHERE status = 'processing'")
-        return cur.rowcount
+    async def claim_items(self, ns: str, pk: int, owner: str, at: float, limit: int = 100) -> list[str]:
+        """Mark a profile's pending items ``processing`` by ``owner``; returns their ids."""
+        rows = await self._all(
+            "SELECT id FROM data_items WHERE namespace = ? AND profile_pk = ? AND status = 'pending' "
+            "ORDER BY created_at, id LIMIT ?",
+            (ns, pk, limit),
+        )
+        ids = [str(r[0]) for r in rows]
+        await self._db.executemany(
+            "UPDATE data_items SET status = 'processing', claimed_by = ?, claimed_at = ? WHERE id = ?",
+            [(owner, at, i) for i in ids],
+        )
+        return ids
+
+    async def processing_claims(self) -> list[tuple[str, str | None, float | None]]:
+        """(item id, owner, claimed at) of every item being processed."""
+        rows = await self._all(
+            "SELECT id, claimed_by, claimed_at FROM data_items WHERE status = 'processing'", ()
+        )
+        return [(str(r[0]), r[1], r[2]) for r in rows]
+
+    async def requeue(self, ids: Sequence[str]) -> int:
+        """Put items back to ``pending`` (their owner died, or a failed item is retried)."""
+        await self._db.executemany(
+            "UPDATE data_items SET status = 'pending', claimed_by = NULL, claimed_at = NULL, error = NULL "
+            "WHERE id = ?",
+            [(i,) for i in ids],
+        )
+        return len(ids)
 
 
 def _connection(row: Any) -> Connection:

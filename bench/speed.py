@@ -1,0 +1,752 @@
+#!/usr/bin/env python3
+"""Speed bench for mcp-profiles: the installed ``mcp-profiles serve`` driven over stdio.
+
+    python bench/speed.py [--sizes 100,1000,10000,100000] [--runs 3] [--peer] [--json out.json]
+
+For every size K it seeds a database with K realistic profiles through the real store API
+(``ProfileStore.write`` / ``WriteTx.insert_profile`` + ``add_revision``, thousands per
+transaction, documents built by the service's own ``apply_patch``), then spawns the
+installed console script over stdio with the SDK's ``Client`` and measures, per run:
+cold start (against ``python -c "import mcp.server"``), read / write / list latency,
+throughput with 1, 4 and 16 requests in flight, lost updates under 16 concurrent writers,
+the server's peak RSS (``VmHWM``) and bytes on disk per profile. Each figure is the median
+over ``--runs`` runs (each a fresh server process). ``--peer`` runs the same read, write
+and list workload against the reference ``@modelcontextprotocol/server-memory`` (installed
+from npm into ``bench/.peer/``), capped at K = 10,000. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import random
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import sysconfig
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import anyio
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import get_default_environment, stdio_client
+from mcp.types import CallToolResult, TextResourceContents
+
+BENCH_DIR = Path(__file__).resolve().parent
+PEER_PACKAGE = "@modelcontextprotocol/server-memory@2026.8.31"
+PEER_DIR = BENCH_DIR / ".peer"
+PEER_JS = PEER_DIR / "node_modules" / "@modelcontextprotocol" / "server-memory" / "dist" / "index.js"
+PEER_CAP = 10_000
+NAMESPACE = "default"
+IN_FLIGHT = (1, 4, 16)
+WRITERS = 16
+
+Metrics = dict[str, float]
+
+
+# ---- realistic profiles ----------------------------------------------------------------
+
+FIRST = (
+    "Alice Bruno Chen Dana Emeka Fatima Gustavo Hana Ines Jonas Kenji Lena Mateo Nadia Omar Priya "
+    "Quinn Rosa Sven Tariq Uma Viktor Wen Ximena Yusuf Zoe Amara Bjorn Carmen Dmitri"
+).split()
+LAST = (
+    "Chen Okafor Silva Novak Haddad Kowalski Tanaka Schmidt Rossi Dubois Larsen Moreau Patel Garcia "
+    "Nguyen Kim Müller Ivanova Costa Mensah Andersson Fischer Ortega Yamamoto Ahmed Byrne"
+).split()
+CITIES = (
+    "Berlin Lisbon Toronto Nairobi Osaka Austin Warsaw Lagos Madrid Seoul Dublin Oslo Lyon Pune Bogotá "
+    "Melbourne Prague Montreal Accra Tallinn"
+).split()
+ROLES = (
+    "backend engineer",
+    "data scientist",
+    "product manager",
+    "nurse",
+    "teacher",
+    "designer",
+    "site reliability engineer",
+    "lawyer",
+    "accountant",
+    "chef",
+    "researcher",
+    "student",
+    "sales lead",
+    "photographer",
+    "architect",
+)
+COMPANIES = "Acme Globex Initech Umbrella Hooli Stark Wayne Tyrell Soylent Vandelay Cyberdyne Aperture".split()
+HOBBIES = (
+    "climbing chess running baking cycling photography gardening jazz piano hiking sailing pottery "
+    "birdwatching yoga surfing knitting"
+).split()
+LANGUAGES = "English German Portuguese French Spanish Japanese Korean Polish Swahili Hindi".split()
+DEGREES = ("BSc Computer Science", "MA History", "MBA", "PhD Physics", "BA Design", "MSc Statistics")
+TONES = ("direct", "warm", "playful", "formal", "concise", "detailed")
+LENGTHS = ("short", "medium", "detailed")
+DIETS = ("vegetarian", "vegan", "no restrictions", "pescatarian", "gluten-free")
+GOALS = (
+    "learn Rust this year",
+    "run a marathon",
+    "get promoted to staff engineer",
+    "move to a smaller city",
+    "write a novel",
+    "start a company",
+    "improve public speaking",
+)
+TAGS = ("beta", "vip", "trial", "enterprise", "newsletter", "churn-risk", "early-adopter")
+# Words that occur in the seeded text, for full-text list queries.
+QUERY_WORDS = (*CITIES[:10], "engineer", "climbing", "vegan", "marathon", "designer", "chess")
+
+
+def profile_id(i: int) -> str:
+    """The id of the i-th seeded profile (sortable, so pages follow seeding order)."""
+    return f"user-{i:06d}"
+
+
+def make_profile(i: int, rng: random.Random) -> dict[str, Any]:
+    """An ``update_profile`` patch for a realistic user profile (about 10 attributes)."""
+    first, last = rng.choice(FIRST), rng.choice(LAST)
+    city, role, company = rng.choice(CITIES), rng.choice(ROLES), rng.choice(COMPANIES)
+    hobbies = rng.sample(HOBBIES, 3)
+    length = rng.choice(LENGTHS)
+    data_id = f"d_{i:06d}"
+
+    def extracted(value: Any, quote: str, confidence: float) -> dict[str, Any]:
+        return {
+            "value": value,
+            "confidence": confidence,
+            "source": "extracted",
+            "evidence": [{"data_id": data_id, "quote": quote}],
+        }
+
+    attributes: dict[str, Any] = {
+        "basic_info.location": extracted(city, f"I live in {city}", 0.95),
+        "basic_info.languages": rng.sample(LANGUAGES, 2),
+        "work.role": extracted(role, f"I work as a {role}", 0.9),
+        "work.company": extracted(company, f"at {company} for a few years now", 0.8),
+        "education.degree": rng.choice(DEGREES),
+        "interests.hobbies": extracted(hobbies, f"weekends are for {hobbies[0]} and {hobbies[1]}", 0.85),
+        "preferences.answer_length": length,
+        "communication.tone": rng.choice(TONES),
+        "goals.current": extracted(rng.choice(GOALS), "my goal for this year", 0.7),
+        "lifestyle.diet": rng.choice(DIETS),
+    }
+    return {
+        "name": f"{first} {last}",
+        "summary": f"{role.capitalize()} at {company} in {city}; likes {hobbies[0]}; prefers {length} answers.",
+        "tags": rng.sample(TAGS, rng.randint(1, 3)),
+        "attributes": attributes,
+    }
+
+
+def observations(patch: dict[str, Any]) -> list[str]:
+    """The same profile as the peer's observation strings."""
+    out = [f"name: {patch['name']}", f"summary: {patch['summary']}", f"tags: {', '.join(patch['tags'])}"]
+    for key, raw in patch["attributes"].items():
+        value = raw["value"] if isinstance(raw, dict) else raw
+        out.append(f"{key}: {value if isinstance(value, str) else ', '.join(value)}")
+    return out
+
+
+# ---- seeding -----------------------------------------------------------------------------
+
+
+async def seed_database(path: str, k: int, rng: random.Random, batch: int = 2000) -> None:
+    """K profiles with their first revision, through the real store API, ``batch`` per transaction.
+
+    Mirrors ``ProfileService.update_profile(create=True)``: ``apply_patch`` builds and validates
+    the document, ``insert_profile`` writes the row, its tags and its full-text entry, and
+    ``add_revision`` records version 1 with the service's diff.
+    """
+    from mcp_profiles.models import now
+    from mcp_profiles.patching import Limits, apply_patch, diff
+    from mcp_profiles.store import ProfileStore
+
+    limits = Limits()
+    async with ProfileStore.open(path) as store:
+        for start in range(0, k, batch):
+            async with store.write() as tx:
+                for i in range(start, min(k, start + batch)):
+                    at = now()
+                    new = apply_patch(
+                        None,
+                        make_profile(i, rng),
+                        profile_id=profile_id(i),
+                        kind="user",
+                        replace=False,
+                        at=at,
+                        limits=limits,
+                    )
+                    new.version, new.created_at, new.updated_at = 1, at, at
+                    pk = await tx.insert_profile(NAMESPACE, new)
+                    await tx.add_revision(
+                        NAMESPACE, pk, new, actor="agent", reason="created", changes=diff(None, new)
+                    )
+        await store.checkpoint()
+
+
+def remove_db(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def disk_bytes(path: Path) -> int:
+    """Database plus WAL after a truncating checkpoint."""
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    wal = Path(f"{path}-wal")
+    return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+
+
+# ---- processes -----------------------------------------------------------------------------
+
+
+def children_of(parent: int) -> dict[int, str]:
+    """Live child processes of ``parent`` and their command lines, from /proc."""
+    found: dict[int, str] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) != parent:
+                continue
+            cmdline = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        found[int(entry.name)] = cmdline
+    return found
+
+
+def server_pid(marker: str) -> int:
+    """The pid of our stdio child whose command line contains ``marker``."""
+    pids = [pid for pid, cmd in children_of(os.getpid()).items() if marker in cmd]
+    if len(pids) != 1:
+        raise RuntimeError(f"expected one child process running {marker!r}, found {pids}")
+    return pids[0]
+
+
+def peak_rss_mib(pid: int) -> float:
+    """``VmHWM`` (peak resident set) of a process, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for pid {pid}")
+
+
+def server_command() -> str:
+    """The installed ``mcp-profiles`` script of this interpreter (not a version-manager shim)."""
+    script = Path(sysconfig.get_path("scripts")) / "mcp-profiles"
+    if script.exists():
+        return str(script)
+    found = shutil.which("mcp-profiles")
+    if found is None:
+        raise SystemExit("mcp-profiles is not installed: pip install -e '.[test]'")
+    return found
+
+
+def child_env(extra: dict[str, str]) -> dict[str, str]:
+    """What a stdio child sees: the SDK's safe default environment plus ``extra``."""
+    return {**get_default_environment(), **extra}
+
+
+def import_baseline() -> float:
+    """Seconds for ``python -c "import mcp.server"`` in the environment the server gets."""
+    env = child_env({})
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import mcp.server"], env=env, check=True)
+    return time.perf_counter() - start
+
+
+# ---- measuring -------------------------------------------------------------------------------
+
+
+def pct(samples: list[float], q: int) -> float:
+    """The q-th percentile (inclusive method), in the samples' unit."""
+    if len(samples) == 1:
+        return samples[0]
+    return statistics.quantiles(samples, n=100, method="inclusive")[q - 1]
+
+
+def summarize(name: str, samples: list[float], into: Metrics, qs: tuple[int, ...] = (50, 95, 99)) -> None:
+    """Percentiles of latencies (seconds) as milliseconds under ``name_pNN_ms``."""
+    for q in qs:
+        into[f"{name}_p{q}_ms"] = pct(samples, q) * 1000
+
+
+async def timed(fn: Callable[[int], Awaitable[Any]], n: int, budget: float = 30.0) -> list[float]:
+    """Call ``fn(i)`` up to ``n`` times one after another (stopping after ``budget`` seconds, at
+    least 5 calls); returns each call's latency in seconds."""
+    out: list[float] = []
+    deadline = time.perf_counter() + budget
+    for i in range(n):
+        start = time.perf_counter()
+        await fn(i)
+        out.append(time.perf_counter() - start)
+        if len(out) >= 5 and start > deadline:
+            break
+    return out
+
+
+async def throughput(fn: Callable[[int], Awaitable[Any]], total: int, in_flight: int) -> float:
+    """Requests per second with ``in_flight`` requests outstanding over one session."""
+    next_index = 0
+
+    async def worker() -> None:
+        nonlocal next_index
+        while next_index < total:
+            i = next_index
+            next_index += 1
+            await fn(i)
+
+    start = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for _ in range(in_flight):
+            tg.start_soon(worker)
+    return total / (time.perf_counter() - start)
+
+
+def check(result: CallToolResult) -> CallToolResult:
+    if result.is_error:
+        text = " ".join(getattr(c, "text", "") for c in result.content)
+        raise RuntimeError(f"tool error: {text}")
+    return result
+
+
+@contextmanager
+def server_log(path: Path) -> Iterator[TextIO]:
+    with path.open("a", encoding="utf-8") as f:
+        yield f
+
+
+@asynccontextmanager
+async def connect(params: StdioServerParameters, log: TextIO) -> Any:
+    """``Client(StdioServerParameters(...))`` with the server's stderr sent to a log file."""
+    async with Client(stdio_client(params, errlog=log)) as client:
+        yield client
+
+
+@dataclass
+class Workload:
+    """How many requests each measurement makes."""
+
+    reads: int = 400
+    writes: int = 300
+    lists: int = 100
+    throughput: int = 480
+    writes_per_writer: int = 5
+    cold_starts: int = 3
+    peer_reads: int = 100
+    peer_writes: int = 100
+    peer_lists: int = 20
+
+
+@dataclass
+class Result:
+    """Per-run metrics, then their medians."""
+
+    runs: list[Metrics] = field(default_factory=list)
+
+    def median(self) -> Metrics:
+        keys = [k for k in self.runs[0] if all(k in r for r in self.runs)]
+        return {k: statistics.median(r[k] for r in self.runs) for k in keys}
+
+
+async def cold_start(params: StdioServerParameters, log: TextIO) -> float:
+    """Seconds from spawning the server to the answer of its first ``tools/list``."""
+    start = time.perf_counter()
+    async with connect(params, log) as client:
+        await client.list_tools()
+        return time.perf_counter() - start
+
+
+async def run_ours(cmd: str, db: Path, k: int, run: int, work: Workload, log: TextIO) -> Metrics:
+    """One run against a fresh ``mcp-profiles serve`` process."""
+    rng = random.Random(1000 * k + run)
+    params = StdioServerParameters(command=cmd, args=["serve"], env={"MCP_PROFILES_DB": str(db)})
+    m: Metrics = {}
+    colds, bases = [], []
+    for _ in range(work.cold_starts):  # interleaved, so drift hits both alike
+        bases.append(import_baseline())
+        colds.append(await cold_start(params, log))
+    m["cold_start_s"] = statistics.median(colds)
+    m["import_mcp_server_s"] = statistics.median(bases)
+    m["cold_start_ratio"] = m["cold_start_s"] / m["import_mcp_server_s"]
+
+    def rid() -> str:
+        return profile_id(rng.randrange(k))
+
+    async with connect(params, log) as client:
+        pid = server_pid(cmd)
+
+        async def read_resource(_: int) -> None:
+            res = await client.read_resource(f"profile://{rid()}")
+            content = res.contents[0]
+            assert isinstance(content, TextResourceContents) and content.text.startswith("{")
+
+        async def get_profile(_: int) -> None:
+            check(await client.call_tool("get_profile", {"profile": rid()}))
+
+        async def update(i: int) -> None:
+            patch = {"attributes": {"bench.counter": f"run {run} write {i} {rng.random()}"}}
+            check(await client.call_tool("update_profile", {"profile": rid(), "patch": patch}))
+
+        async def list_first(_: int) -> None:
+            check(await client.call_tool("list_profiles", {"limit": 50}))
+
+        cursor: list[str | None] = [None]
+
+        async def list_next(_: int) -> None:
+            args: dict[str, Any] = {"limit": 50}
+            if cursor[0]:
+                args["cursor"] = cursor[0]
+            res = check(await client.call_tool("list_profiles", args))
+            assert res.structured_content is not None
+            cursor[0] = res.structured_content.get("next_cursor")
+
+        async def list_query(_: int) -> None:
+            check(await client.call_tool("list_profiles", {"limit": 50, "query": rng.choice(QUERY_WORDS)}))
+
+        # Warm-up: the client lists tools before the first call of each tool.
+        await client.list_tools()
+        for fn in (read_resource, get_profile, update, list_first, list_next, list_query):
+            for i in range(5):
+                await fn(i)
+        await list_next(0)  # the cursor now points past the first page
+
+        summarize("read_resource", await timed(read_resource, work.reads), m)
+        summarize("get_profile", await timed(get_profile, work.reads), m)
+        summarize("update", await timed(update, work.writes), m)
+        summarize("list_first", await timed(list_first, work.lists), m)
+        summarize("list_cursor", await timed(list_next, work.lists), m)
+        summarize("list_query", await timed(list_query, work.lists), m)
+        for n in IN_FLIGHT:
+            m[f"read_ops_s_{n}"] = await throughput(get_profile, work.throughput, n)
+        for n in IN_FLIGHT:
+            m[f"write_ops_s_{n}"] = await throughput(update, work.throughput // 2, n)
+        m.update(await lost_updates(client, f"bench-hot-{run}-{rng.randrange(10**9)}", work))
+        m["peak_rss_mib"] = peak_rss_mib(pid)
+    m["disk_bytes_per_profile"] = disk_bytes(db) / k
+    return m
+
+
+async def lost_updates(client: Client, hot: str, work: Workload) -> Metrics:
+    """16 concurrent writers on one profile, each setting its own attribute key."""
+    check(await client.call_tool("update_profile", {"profile": hot, "create": True, "patch": {"name": "Hot"}}))
+    errors = 0
+
+    async def writer(w: int) -> None:
+        nonlocal errors
+        for j in range(work.writes_per_writer):
+            patch = {"attributes": {f"bench.writer_{w:02d}": f"write {j}"}}
+            res = await client.call_tool("update_profile", {"profile": hot, "patch": patch})
+            errors += bool(res.is_error)
+
+    async with anyio.create_task_group() as tg:
+        for w in range(WRITERS):
+            tg.start_soon(writer, w)
+    res = check(await client.call_tool("get_profile", {"profile": hot}))
+    doc = res.structured_content or {}
+    expected = 1 + WRITERS * work.writes_per_writer
+    attrs = doc.get("attributes", {})
+    final = f"write {work.writes_per_writer - 1}"
+    missing = sum(attrs.get(f"bench.writer_{w:02d}", {}).get("value") != final for w in range(WRITERS))
+    return {
+        "lost_updates": float(max(0, expected - int(doc.get("version", 0)))),
+        "lost_update_missing_keys": float(missing),
+        "lost_update_errors": float(errors),
+    }
+
+
+# ---- the peer: @modelcontextprotocol/server-memory ---------------------------------------------
+
+
+def ensure_peer() -> Path:
+    """Install the reference server into bench/.peer (once) and return its entry script."""
+    if not PEER_JS.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            raise SystemExit("--peer needs node and npm")
+        print(f"installing {PEER_PACKAGE} into {PEER_DIR} ...", file=sys.stderr)
+        subprocess.run(
+            [npm, "install", "--prefix", str(PEER_DIR), PEER_PACKAGE, "--no-audit", "--no-fund", "--silent"],
+            check=True,
+        )
+    return PEER_JS
+
+
+def peer_params(memory: Path) -> StdioServerParameters:
+    node = shutil.which("node") or "node"
+    return StdioServerParameters(
+        command=node, args=[str(ensure_peer())], env={"MEMORY_FILE_PATH": str(memory.resolve())}
+    )
+
+
+async def seed_peer(memory: Path, k: int, rng: random.Random, log: TextIO, chunk: int = 1000) -> None:
+    """The same K profiles as entities, through ``create_entities`` in chunks."""
+    memory.unlink(missing_ok=True)
+    async with connect(peer_params(memory), log) as client:
+        for start in range(0, k, chunk):
+            entities = [
+                {"name": profile_id(i), "entityType": "user", "observations": observations(make_profile(i, rng))}
+                for i in range(start, min(k, start + chunk))
+            ]
+            check(await client.call_tool("create_entities", {"entities": entities}))
+
+
+async def run_peer(memory: Path, k: int, run: int, work: Workload, log: TextIO) -> Metrics:
+    """Read (open_nodes), write (add_observations) and list (read_graph) on the peer."""
+    rng = random.Random(2000 * k + run)
+    params = peer_params(memory)
+    m: Metrics = {"cold_start_s": await cold_start(params, log)}
+    async with connect(params, log) as client:
+        pid = server_pid(str(PEER_JS))
+
+        async def read(_: int) -> None:
+            check(await client.call_tool("open_nodes", {"names": [profile_id(rng.randrange(k))]}))
+
+        async def write(i: int) -> None:
+            obs = {"entityName": profile_id(rng.randrange(k)), "contents": [f"bench.counter: {run} {i} {rng.random()}"]}
+            check(await client.call_tool("add_observations", {"observations": [obs]}))
+
+        async def list_all(_: int) -> None:
+            check(await client.call_tool("read_graph", {}))
+
+        await client.list_tools()
+        for fn in (read, write, list_all):
+            for i in range(2):
+                await fn(i)
+        summarize("read", await timed(read, work.peer_reads), m)
+        summarize("update", await timed(write, work.peer_writes), m)
+        summarize("list", await timed(list_all, work.peer_lists, budget=20.0), m)
+        m["peak_rss_mib"] = peak_rss_mib(pid)
+    m["disk_bytes_per_profile"] = memory.stat().st_size / k
+    return m
+
+
+# ---- report ------------------------------------------------------------------------------------
+
+ROWS: list[tuple[str, str, str]] = [
+    # (metric key, label, format)
+    ("seed_s", "seed K profiles (s, not timed against targets)", "{:.1f}"),
+    ("cold_start_s", "cold start: spawn → first tools/list (s)", "{:.3f}"),
+    ("import_mcp_server_s", 'baseline: python -c "import mcp.server" (s)', "{:.3f}"),
+    ("cold_start_ratio", "cold start / baseline", "{:.2f}×"),
+    ("read_resource_p50_ms", "read_resource profile://{id} p50 (ms)", "{:.2f}"),
+    ("read_resource_p95_ms", "read_resource p95 (ms)", "{:.2f}"),
+    ("read_resource_p99_ms", "read_resource p99 (ms)", "{:.2f}"),
+    ("get_profile_p50_ms", "get_profile p50 (ms)", "{:.2f}"),
+    ("get_profile_p95_ms", "get_profile p95 (ms)", "{:.2f}"),
+    ("get_profile_p99_ms", "get_profile p99 (ms)", "{:.2f}"),
+    ("update_p50_ms", "update_profile p50 (ms)", "{:.2f}"),
+    ("update_p95_ms", "update_profile p95 (ms)", "{:.2f}"),
+    ("update_p99_ms", "update_profile p99 (ms)", "{:.2f}"),
+    ("list_first_p50_ms", "list_profiles limit 50, first page p50 (ms)", "{:.2f}"),
+    ("list_first_p95_ms", "list_profiles first page p95 (ms)", "{:.2f}"),
+    ("list_cursor_p50_ms", "list_profiles with cursor p50 (ms)", "{:.2f}"),
+    ("list_cursor_p95_ms", "list_profiles with cursor p95 (ms)", "{:.2f}"),
+    ("list_query_p50_ms", "list_profiles with query p50 (ms)", "{:.2f}"),
+    ("list_query_p95_ms", "list_profiles with query p95 (ms)", "{:.2f}"),
+    *[(f"read_ops_s_{n}", f"get_profile throughput, {n} in flight (ops/s)", "{:.0f}") for n in IN_FLIGHT],
+    *[(f"write_ops_s_{n}", f"update_profile throughput, {n} in flight (ops/s)", "{:.0f}") for n in IN_FLIGHT],
+    ("lost_updates", f"lost updates ({WRITERS} writers, one profile)", "{:.0f}"),
+    ("lost_update_missing_keys", "  writer keys missing afterwards", "{:.0f}"),
+    ("lost_update_errors", "  writes answered with an error", "{:.0f}"),
+    ("peak_rss_mib", "server peak RSS, VmHWM (MiB)", "{:.1f}"),
+    ("disk_bytes_per_profile", "bytes on disk per profile (db + wal)", "{:,.0f}"),
+]
+
+PEER_ROWS: list[tuple[str, str, str]] = [
+    ("cold_start_s", "peer cold start (s)", "{:.3f}"),
+    ("read_p50_ms", "peer read: open_nodes p50 (ms)", "{:.2f}"),
+    ("read_p95_ms", "peer read p95 (ms)", "{:.2f}"),
+    ("update_p50_ms", "peer write: add_observations p50 (ms)", "{:.2f}"),
+    ("update_p95_ms", "peer write p95 (ms)", "{:.2f}"),
+    ("list_p50_ms", "peer list: read_graph p50 (ms)", "{:.2f}"),
+    ("ratio_read", "read ratio peer / ours (get_profile p50)", "{:.1f}×"),
+    ("ratio_write", "write ratio peer / ours (update p50)", "{:.1f}×"),
+    ("ratio_list", "list ratio peer read_graph / ours first page p50", "{:.1f}×"),
+    ("peak_rss_mib", "peer peak RSS (MiB)", "{:.1f}"),
+    ("disk_bytes_per_profile", "peer bytes on disk per profile", "{:,.0f}"),
+]
+
+
+def table(rows: list[tuple[str, str, str]], data: dict[int, Metrics]) -> str:
+    sizes = sorted(data)
+    lines = [
+        "| metric | " + " | ".join(f"K={k:,}" for k in sizes) + " |",
+        "|---|" + "---:|" * len(sizes),
+    ]
+    for key, label, fmt in rows:
+        if not any(key in data[k] for k in sizes):
+            continue
+        cells = [fmt.format(data[k][key]) if key in data[k] else "—" for k in sizes]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def targets(ours: dict[int, Metrics], peer: dict[int, Metrics]) -> list[dict[str, Any]]:
+    """Each target with the worst value over the sizes measured, and whether it is met."""
+
+    def worst(key: str, largest: bool = True) -> tuple[float, int]:
+        vals = [(ours[k][key], k) for k in ours if key in ours[k]]
+        return max(vals) if largest else min(vals)
+
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, value: float, k: int | None, limit: float, ok: bool, unit: str) -> None:
+        out.append({"target": name, "value": value, "at_k": k, "limit": limit, "met": ok, "unit": unit})
+
+    for key, name in (("read_resource_p50_ms", "read_resource p50"), ("get_profile_p50_ms", "get_profile p50")):
+        v, k = worst(key)
+        add(f"{name} ≤ 2 ms at every K", v, k, 2.0, v <= 2.0, "ms")
+    v, k = worst("update_p50_ms")
+    add("update_profile p50 ≤ 3 ms at every K", v, k, 3.0, v <= 3.0, "ms")
+    v, k = worst("lost_updates")
+    missing, _ = worst("lost_update_missing_keys")
+    errors, _ = worst("lost_update_errors")
+    add("0 lost updates (and no missing keys, no errors)", v + missing + errors, k, 0, v + missing + errors == 0, "")
+    if 100_000 in ours:
+        v = ours[100_000]["peak_rss_mib"]
+        add("peak RSS ≤ 80 MiB at K=100,000", v, 100_000, 80.0, v <= 80.0, "MiB")
+    v, k = worst("cold_start_ratio")
+    add("cold start ≤ 1.15 × import mcp.server", v, k, 1.15, v <= 1.15, "×")
+    if PEER_CAP in peer:
+        for key, name in (("ratio_read", "read"), ("ratio_write", "write")):
+            v = peer[PEER_CAP][key]
+            add(f"≥ 10× faster than the peer on {name} at K=10,000", v, PEER_CAP, 10.0, v >= 10.0, "×")
+    return out
+
+
+def targets_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| target | measured (worst K) | met |", "|---|---:|:---:|"]
+    for t in rows:
+        at = f" at K={t['at_k']:,}" if t["at_k"] else ""
+        lines.append(f"| {t['target']} | {t['value']:.2f} {t['unit']}{at} | {'yes' if t['met'] else '**no**'} |")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average": os.getloadavg()[0],
+    }
+
+
+# ---- main ----------------------------------------------------------------------------------------
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    work = Workload()
+    if args.quick:
+        work = Workload(reads=100, writes=80, lists=30, throughput=160, cold_starts=1, peer_reads=30)
+    workdir = Path(args.workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    cmd = server_command()
+    log_path = workdir / "servers.log"
+    print(f"server: {cmd} serve (stderr → {log_path})", file=sys.stderr)
+    ours: dict[int, Metrics] = {}
+    peer: dict[int, Metrics] = {}
+    raw: dict[str, Any] = {"ours": {}, "peer": {}}
+    with server_log(log_path) as log:
+        for k in args.sizes:
+            db = workdir / f"profiles-{k}.sqlite3"
+            remove_db(db)
+            start = time.perf_counter()
+            await seed_database(str(db), k, random.Random(k))
+            seed_s = time.perf_counter() - start
+            print(f"K={k:,}: seeded in {seed_s:.1f} s", file=sys.stderr)
+            result = Result()
+            for run in range(args.runs):
+                result.runs.append(await run_ours(cmd, db, k, run, work, log))
+                print(f"K={k:,}: run {run + 1}/{args.runs} done", file=sys.stderr)
+            ours[k] = {"seed_s": seed_s, **result.median()}
+            raw["ours"][k] = result.runs
+            if not args.keep:
+                remove_db(db)
+            if args.peer and k <= PEER_CAP:
+                memory = workdir / f"peer-memory-{k}.jsonl"
+                await seed_peer(memory, k, random.Random(k), log)
+                presult = Result()
+                for run in range(args.runs):
+                    presult.runs.append(await run_peer(memory, k, run, work, log))
+                    print(f"K={k:,}: peer run {run + 1}/{args.runs} done", file=sys.stderr)
+                pm = presult.median()
+                pm["ratio_read"] = pm["read_p50_ms"] / ours[k]["get_profile_p50_ms"]
+                pm["ratio_write"] = pm["update_p50_ms"] / ours[k]["update_p50_ms"]
+                pm["ratio_list"] = pm["list_p50_ms"] / ours[k]["list_first_p50_ms"]
+                peer[k] = pm
+                raw["peer"][k] = presult.runs
+                if not args.keep:
+                    memory.unlink(missing_ok=True)
+    return {"machine": machine(), "command": f"{cmd} serve", "runs": args.runs, "ours": ours, "peer": peer, "raw": raw}
+
+
+def report(out: dict[str, Any], peer_requested: bool, sizes: list[int]) -> str:
+    mach = out["machine"]
+    parts = [
+        f"## mcp-profiles speed — {mach['date']}",
+        "",
+        f"machine: nproc {mach['nproc']}, Python {mach['python']}, {mach['platform']}; "
+        f"load average at the end {mach['load_average']:.2f}; medians of {out['runs']} run(s); "
+        f"server `{out['command']}` over stdio.",
+        "",
+        table(ROWS, out["ours"]),
+    ]
+    if peer_requested:
+        parts += [
+            "",
+            f"### Peer: {PEER_PACKAGE} (stdio, node)",
+            "",
+            f"K is capped at {PEER_CAP:,} for the peer: every one of its operations reloads (and every "
+            "write rewrites) its whole JSONL file. Its list is `read_graph`, the whole graph, against "
+            "our 50-row page."
+            + (
+                f" Not run at K > {PEER_CAP:,}: {', '.join(f'{k:,}' for k in sizes if k > PEER_CAP)}."
+                if any(k > PEER_CAP for k in sizes)
+                else ""
+            ),
+            "",
+            table(PEER_ROWS, out["peer"]) if out["peer"] else "(no peer sizes)",
+        ]
+    parts += ["", "### Targets", "", targets_table(out["targets"])]
+    return "\n".join(parts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument(
+        "--sizes",
+        default="100,1000,10000,100000",
+        type=lambda s: [int(x.replace("_", "")) for x in s.split(",") if x],
+        help="comma-separated profile counts K (default 100,1000,10000,100000)",
+    )
+    parser.add_argument("--runs", type=int, default=3, help="server runs per size; medians are reported")
+    parser.add_argument("--peer", action="store_true", help=f"also bench {PEER_PACKAGE} (K ≤ {PEER_CAP:,})")
+    parser.add_argument("--json", metavar="FILE", help="write every figure (and each run's) as JSON")
+    parser.add_argument("--quick", action="store_true", help="fewer requests per measurement (smoke test)")
+    parser.add_argument("--workdir", default=str(BENCH_DIR / ".data"), help="databases and server logs")
+    parser.add_argument("--keep", action="store_true", help="keep the seeded databases")
+    args = parser.parse_args()
+    out = anyio.run(bench, args)
+    out["targets"] = targets(out["ours"], out["peer"])
+    print(report(out, args.peer, args.sizes))
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""What one running process holds: the store, the services, the extraction worker.
+
+Opened once per process by ``mcp-profiles serve`` (every SSE connection shares it), or
+per in-process client in tests. The worker resumes interrupted items when it starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+
+from .config import Config
+from .events import NamespacedBus
+from .jobs import Extractor
+from .llm import LLM, AnthropicLLM
+from .service import ProfileService
+from .store import ProfileStore
+
+__all__ = ["AppContext", "llm_from_env", "open_app"]
+
+log = logging.getLogger("mcp_profiles")
+
+
+@dataclass
+class AppContext:
+    """What every request handler needs; yielded by the MCP lifespan."""
+
+    config: Config
+    store: ProfileStore
+    service: ProfileService
+    bus: NamespacedBus
+    extractor: Extractor
+
+
+def llm_from_env(config: Config, env: Mapping[str, str] | None = None) -> LLM | None:
+    """Anthropic when ``ANTHROPIC_API_KEY`` is set (and extraction is not switched off)."""
+    env = os.environ if env is None else env
+    if config.extraction == "none" or not env.get("ANTHROPIC_API_KEY", "").strip():
+        return None
+    return AnthropicLLM(config.model, timeout=config.llm_timeout, max_retries=config.llm_max_retries)
+
+
+@asynccontextmanager
+async def open_app(
+    config: Config, *, llm: LLM | None = None, bus: NamespacedBus | None = None, worker: bool = True
+) -> AsyncIterator[AppContext]:
+    """Open the store and start the extraction worker; stop and close on exit."""
+    bus = bus or NamespacedBus(config.namespace)
+    async with ProfileStore.open(config.db_path) as store:
+        service = ProfileService(store, config)
+
+        async def on_change(ns: str, profile_id: str) -> None:
+            await bus.publish_for(ns, f"profile://{profile_id}", listed=False)
+
+        extractor = Extractor(store, service, config, llm, on_change=on_change)
+        app = AppContext(config, store, service, bus, extractor)
+        try:
+            async with anyio.create_task_group() as tg:
+                if worker:
+                    tg.start_soon(extractor.run_worker)
+                yield app
+                tg.cancel_scope.cancel()
+        finally:
+            if llm is not None:
+                await llm.aclose()
