@@ -120,6 +120,12 @@ def _coerce(name: str, raw: str) -> Any:
         return float(raw)
     if name in ("batch_tokens", "max_output_tokens", "llm_max_retries"):
         return int(raw)
+    if name == "confidence_floor" and not 0.0 <= float(raw) <= 1.0:
+        raise ValueError(raw)
+    if name == "batch_tokens" and int(raw) < 500:
+        raise ValueError(raw)
+    if name == "extraction" and raw not in ("auto", "none"):
+        raise ValueError(raw)
     if name == "allow_sensitive":
         if raw.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
             raise ValueError(raw)

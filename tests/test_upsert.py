@@ -345,3 +345,22 @@ async def test_get_job_of_unknown_id_is_not_found(connect: Any) -> None:
     async with connect() as client:
         result = await client.call_tool("get_job", {"job_id": "d_nope"})
         assert text(result).startswith("not_found:")
+
+
+async def test_waiting_upsert_reports_progress(connect: Any, config: Config) -> None:
+    api = MessagesAPI(when_empty="echo")
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
+
+    data = "\n".join(f"User: line {i} about my hobby number {i} which I enjoy." for i in range(300))
+    async with connect(
+        Config(db=config.db, batch_tokens=1000), server_kwargs={"llm": anthropic_llm(api)}
+    ) as client:
+        result = await client.call_tool(
+            "upsert_profile_from_data", {"profile": "u", "data": data}, progress_callback=on_progress
+        )
+        assert result.structured_content["status"] == "updated"
+    assert len(seen) == len(api.requests) + 1
+    assert seen[-1][0] == seen[-1][1] and seen[-1][2] == "done"
