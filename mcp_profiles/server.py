@@ -87,11 +87,16 @@ def coded(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     return wrapper
 
 
-async def publish_change(ctx: Context, profile_id: str, *, listed: bool) -> None:
-    """Resource-updated (and list-changed when a profile appears or goes) in both eras."""
+async def publish_change(ctx: Context, profile_id: str, *, listed: bool, modern: bool = True) -> None:
+    """Resource-updated (and list-changed when a profile appears or goes) in both eras.
+
+    ``modern=False`` skips the subscriptions bus when the writer (the extraction job)
+    has already published there.
+    """
     app = _app(ctx)
     uri = f"profile://{profile_id}"
-    await app.bus.publish_for(namespace_of(app), uri, listed=listed)
+    if modern:
+        await app.bus.publish_for(namespace_of(app), uri, listed=listed)
     try:
         await ctx.session.send_resource_updated(uri)
         if listed:
@@ -442,22 +447,24 @@ def create_server(
         item, duplicate, created = await extractor.submit(ns, profile, data, input_type, kind)
         if created:
             await publish_change(ctx, item.profile_id, listed=True)
-        if duplicate:
-            result = JobResult.from_item(item, status="duplicate")
-            return _upsert(
-                result,
-                f"this data was already received for {item.profile_id!r} as job {item.id} "
-                f"({item.status}); no model call was made",
-            )
+        if duplicate or sampled is None and (extractor.llm is None or not wait):
+            result = JobResult.from_item(item, status="duplicate" if duplicate else None)
+            if not result.version:
+                result.version = (await app.service.get_profile(ns, item.profile_id)).version
+            if duplicate:
+                message = (
+                    f"this data was already received for {item.profile_id!r} as job {item.id} "
+                    f"({item.status}); no model call was made"
+                )
+            elif extractor.llm is None:
+                result.status, message = "pending", f"stored as job {item.id}, but {NO_BACKEND}"
+            else:
+                extractor.wake()
+                result.status = "accepted"
+                message = f"accepted for processing as job {item.id}; follow it with get_job"
+            return _upsert(result, message)
         if sampled is not None:
             result = await extractor.from_sample(ns, item, sampled_text(sampled))
-        elif extractor.llm is None:
-            result = JobResult.from_item(item, status="pending")
-            return _upsert(result, f"stored as job {item.id}, but {NO_BACKEND}")
-        elif not wait:
-            extractor.wake()
-            result = JobResult.from_item(item, status="accepted")
-            return _upsert(result, f"accepted for processing as job {item.id}; follow it with get_job")
         else:
 
             async def progress(done: float, total: float, message: str) -> None:
@@ -469,6 +476,8 @@ def create_server(
                 f"{result.error} (the data is kept as job {item.id}; send the same data again to retry, "
                 "or run 'mcp-profiles process --retry-failed')"
             )
+        if result.changes:
+            await publish_change(ctx, item.profile_id, listed=False, modern=False)
         return _upsert(result, None)
 
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True))

@@ -270,6 +270,7 @@ async def test_no_backend_keeps_the_data_pending_and_says_how_to_enable(connect:
         result = await client.call_tool("upsert_profile_from_data", {"profile": "u", "data": CHAT})
         body = result.structured_content
         assert body["status"] == "pending" and "ANTHROPIC_API_KEY" in body["message"]
+        assert body["version"] == 1 and body["id"] == "u"
         assert "mcp-profiles process" in body["message"]
         job = (await client.call_tool("get_job", {"job_id": body["job_id"]})).structured_content
         assert job["status"] == "pending"
@@ -364,3 +365,21 @@ async def test_waiting_upsert_reports_progress(connect: Any, config: Config) -> 
         assert result.structured_content["status"] == "updated"
     assert len(seen) == len(api.requests) + 1
     assert seen[-1][0] == seen[-1][1] and seen[-1][2] == "done"
+
+
+async def test_extraction_changes_notify_handshake_era_sessions(connect: Any) -> None:
+    seen: list[str] = []
+
+    async def on_message(message: Any) -> None:
+        seen.append(getattr(message, "method", type(message).__name__))
+
+    api = MessagesAPI(when_empty="echo")
+    async with connect(
+        mode="legacy", message_handler=on_message, server_kwargs={"llm": anthropic_llm(api)}
+    ) as client:
+        await client.call_tool("update_profile", {"profile": "u", "create": True, "patch": {}})
+        seen.clear()
+        result = await client.call_tool("upsert_profile_from_data", {"profile": "u", "data": CHAT})
+        assert result.structured_content["status"] == "updated"
+        await anyio.sleep(0.1)
+    assert seen == ["notifications/resources/updated"]
