@@ -55,6 +55,8 @@ class Config:
     confidence_floor: float = 0.5
     allow_sensitive: bool = False
     batch_tokens: int = 8000
+    min_batch_tokens: int = 0
+    max_batch_wait: float = 3600.0
     max_output_tokens: int = 4096
     user_topics: tuple[str, ...] = USER_TOPICS
     assistant_topics: tuple[str, ...] = ASSISTANT_TOPICS
@@ -116,9 +118,9 @@ class Config:
 
 
 def _coerce(name: str, raw: str) -> Any:
-    if name in ("confidence_floor", "llm_timeout"):
+    if name in ("confidence_floor", "llm_timeout", "max_batch_wait"):
         return float(raw)
-    if name in ("batch_tokens", "max_output_tokens", "llm_max_retries"):
+    if name in ("batch_tokens", "min_batch_tokens", "max_output_tokens", "llm_max_retries"):
         return int(raw)
     if name == "confidence_floor" and not 0.0 <= float(raw) <= 1.0:
         raise ValueError(raw)

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -464,14 +465,33 @@ class Extractor:
             log.warning("requeued %d interrupted data item(s)", len(stale))
         return len(stale)
 
-    async def drain(self) -> int:
-        """Process every profile with pending items; returns how many items were processed."""
+    async def _ready(self, ns: str, pk: int) -> bool:
+        """Whether a profile's pending items are worth a call now: together they reach
+        ``min_batch_tokens``, or the oldest has waited ``max_batch_wait`` seconds."""
+        async with self.store.read() as tx:
+            pending = await tx.items_for(ns, pk, ["pending"])
+        if not pending:
+            return False
+        if sum(estimate_tokens(i.content) for i in pending) >= self.config.min_batch_tokens:
+            return True
+        oldest = datetime.fromisoformat(min(i.created_at for i in pending).replace("Z", "+00:00"))
+        return (datetime.now(UTC) - oldest).total_seconds() >= self.config.max_batch_wait
+
+    async def drain(self, *, flush: bool = True) -> int:
+        """Process every profile with pending items; returns how many items were processed.
+
+        With ``flush=False`` (the background worker), a profile whose pending items are
+        below ``Config.min_batch_tokens`` waits (up to ``max_batch_wait``) so that more
+        items can share its call; a caller waiting on an item never waits (``wait_for``).
+        """
         if self.llm is None:
             return 0
         done = 0
         while True:
             async with self.store.read() as tx:
                 queued = await tx.queued_profiles()
+            if not flush and self.config.min_batch_tokens > 0:
+                queued = [(ns, pk) for ns, pk in queued if await self._ready(ns, pk)]
             if not queued:
                 return done
             for ns, pk in queued:
@@ -498,7 +518,7 @@ class Extractor:
         """Resume interrupted work, then process the queue whenever woken (runs until cancelled)."""
         await self.recover()
         while True:
-            await self.drain()
+            await self.drain(flush=False)
             with anyio.move_on_after(poll_seconds):
                 await self._wake.wait()
             self._wake = anyio.Event()

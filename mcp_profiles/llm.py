@@ -6,16 +6,14 @@ Extraction speaks only to ``LLM.complete``; this is the one module that imports
 ``ExtractionFailed`` with a reason a person can act on, and nothing else (no request ids,
 no keys, no stack) leaks past this line.
 
-Caching: the request is laid out as tools → system → context → data, with
-``cache_control`` breakpoints after the system prompt and after the context. The system
-prompt (instructions, few-shot examples, tool schema) is byte-identical across calls, so
-it is cached for every profile. The context breakpoint pays off when the same profile
-snapshot is sent again within five minutes — the repair attempt, and the pieces of a
-split data item when the caller builds them from one snapshot. A prefix below the model's
-minimum cacheable length (1024-4096 tokens depending on the model) is silently not
-cached; that costs nothing, so both breakpoints are always sent. A context written but
-never re-read costs 25 % extra on those tokens, a hit saves 90 %: worth it from a hit rate
-of about one in four.
+Caching: the request is laid out as tools → system → context → data, with one
+``cache_control`` breakpoint after the system prompt. The system prompt (instructions,
+few-shot examples, tool schema) is byte-identical across calls, so it is cached for every
+profile. The context (the current profile) is not marked: ``Extractor.run_items`` reads the
+profile again after each batch's merge, so an identical context is only ever re-sent by a
+repair attempt, and a context written but never re-read costs 25 % extra on its tokens
+(``bench/cost.py`` measured no re-read outside repairs). A prefix below the model's
+minimum cacheable length (1024-4096 tokens depending on the model) is silently not cached.
 
 Sampling parameters (``temperature``) are not sent: SDK 2.x speaks API version
 2026-10-21, which rejects ``temperature``/``top_p``/``top_k`` with a 400, and the SDK no
@@ -266,7 +264,7 @@ def _messages(request: LLMRequest, repair: Repair | None) -> list[MessageParam]:
     user: MessageParam = {
         "role": "user",
         "content": [
-            {"type": "text", "text": request.context, "cache_control": _EPHEMERAL},
+            {"type": "text", "text": request.context},
             {"type": "text", "text": request.data},
         ],
     }

@@ -51,7 +51,7 @@ async def test_request_forces_the_tool_and_caches_the_static_prefix() -> None:
         {"type": "text", "text": "STATIC SYSTEM PROMPT", "cache_control": {"type": "ephemeral"}}
     ]
     context, data = first["messages"][0]["content"]
-    assert context["cache_control"] == {"type": "ephemeral"} and "cache_control" not in data
+    assert "cache_control" not in context and "cache_control" not in data
     assert '<data id="d_1" input_type="chat history">\nUser: I like tea\n</data>' in data["text"]
     assert "I moved to Oslo" in second["messages"][0]["content"][1]["text"]
     # API version 2026-10-21 rejects sampling parameters, even temperature 0.

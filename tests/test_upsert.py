@@ -383,3 +383,33 @@ async def test_extraction_changes_notify_handshake_era_sessions(connect: Any) ->
         assert result.structured_content["status"] == "updated"
         await anyio.sleep(0.1)
     assert seen == ["notifications/resources/updated"]
+
+
+async def test_worker_holds_small_items_until_they_fill_a_batch(tmp_path: Any) -> None:
+    config = Config(db=str(tmp_path / "p.sqlite3"), min_batch_tokens=40, max_batch_wait=3600)
+    api = MessagesAPI(when_empty="echo")
+    async with open_app(config, llm=anthropic_llm(api), worker=False) as app:
+        ex = app.extractor
+        first, _, _ = await ex.submit("default", "u", "User: I live in Oslo.", "chat history", None)
+        assert await ex.drain(flush=False) == 0 and api.requests == []  # ~7 tokens: held
+        await ex.submit("default", "u", "User: I work as a ship engineer on ferries.", "chat history", None)
+        await ex.submit("default", "u", "User: I like long hikes in the mountains.", "chat history", None)
+        await ex.submit(
+            "default", "u", "User: Please answer in Norwegian when you can.", "chat history", None
+        )
+        assert await ex.drain(flush=False) == 4 and len(api.requests) == 1  # >= 40 tokens: one call
+        await ex.submit("default", "u", "User: I have a cat.", "chat history", None)
+        assert await ex.drain(flush=False) == 0
+        assert await ex.drain() == 1  # a flush (mcp-profiles process) takes everything
+        waited, _, _ = await ex.submit("default", "u", "User: I have a dog too.", "chat history", None)
+        assert (await ex.wait_for("default", waited)).status == "done"  # a waiting caller never waits
+    assert len(api.requests) == 3 and first.id
+
+
+async def test_worker_flushes_items_older_than_the_wait(tmp_path: Any) -> None:
+    config = Config(db=str(tmp_path / "p.sqlite3"), min_batch_tokens=10_000, max_batch_wait=0)
+    api = MessagesAPI(when_empty="echo")
+    async with open_app(config, llm=anthropic_llm(api), worker=False) as app:
+        await app.extractor.submit("default", "u", "User: I live in Oslo.", "chat history", None)
+        assert await app.extractor.drain(flush=False) == 1
+    assert len(api.requests) == 1
