@@ -60,20 +60,20 @@ async def test_usage_comes_from_the_bodies_and_resending_costs_nothing(data: Pat
     assert all(f.items[0] in sent for f in spc.feeds)
     counted = [body_tokens(b) for b in api.bodies]
     assert m.prompt_tokens == sum(total for _, _, total in counted)
-    # caching: the first call writes tools+system+context, later calls read tools+system
-    # (identical across profiles) and write their own context
+    # caching: the first call writes tools+system, later calls read it (identical across
+    # profiles); the context (the current profile) carries no breakpoint and is plain input
     (prefix, ctx0, total0), *rest = counted
     assert prefix >= 1024
     assert api.usages[0] == {
-        "input_tokens": total0 - prefix - ctx0,
-        "cache_creation_input_tokens": prefix + ctx0,
+        "input_tokens": total0 - prefix,
+        "cache_creation_input_tokens": prefix,
         "cache_read_input_tokens": 0,
         "output_tokens": api.output_tokens[0],
     }
-    for usage, (p, ctx, total) in zip(api.usages[1:], rest, strict=True):
+    for usage, (p, _ctx, total) in zip(api.usages[1:], rest, strict=True):
         assert usage["cache_read_input_tokens"] == p == prefix
-        assert usage["cache_creation_input_tokens"] == ctx
-        assert usage["input_tokens"] == total - p - ctx
+        assert usage["cache_creation_input_tokens"] == 0
+        assert usage["input_tokens"] == total - p
     # what the pipeline stored per item sums to what the API reported
     assert m.recorded == m.usage["warm/1024"]
     assert m.recorded["cache_read_input_tokens"] == 2 * prefix
