@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Any
 import anyio
 
 from . import __version__
-from .config import Config, parse_tokens
+from .config import DEFAULT_MODEL, Config, parse_tokens
 from .errors import Invalid, ProfilesError
 from .service import ProfileService
 from .store import ProfileStore
@@ -49,6 +51,19 @@ async def cmd_serve(args: argparse.Namespace, config: Config) -> int:
             raise Invalid(f"--tokens-file: cannot read {args.tokens_file}: {e.strerror}") from None
         tokens.update(parse_tokens(text))
     config = config.with_overrides(tokens=tokens)
+    if args.transport == "stdio" and sys.stdin.isatty():
+        # The SDK reads stdin in a worker thread that a KeyboardInterrupt cannot stop, so Ctrl-C
+        # would wait for a line of input. A person at a terminal has no session to lose: let the
+        # signal end the process (the database is consistent at every commit; queued extraction
+        # resumes on the next start).
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        print(
+            "mcp-profiles: serving MCP over stdio, waiting for a client on standard input (Ctrl-C stops).\n"
+            "  This is the command an MCP client such as Claude Desktop starts for you; to look around, try\n"
+            "  'mcp-profiles --help', or the MCP Inspector:\n"
+            "  npx -y @modelcontextprotocol/inspector@0.15.0 --cli mcp-profiles serve --method tools/list",
+            file=sys.stderr,
+        )
     await serve(config, args.transport, host=args.host, port=args.port, allowed_hosts=args.allowed_host or [])
     return 0
 
@@ -80,6 +95,8 @@ async def cmd_list(args: argparse.Namespace, config: Config) -> int:
     if args.json:
         _print_json({"profiles": [p.model_dump(mode="json") for p in page], "next_cursor": cursor})
         return 0
+    if not page and not args.cursor:
+        print(f"no profiles found in {config.db_path} (namespace {config.namespace})", file=sys.stderr)
     for p in page:
         label = f"{p.id}" + (f" ({p.alias})" if p.alias else "")
         print(f"{label:32} {p.kind:9} v{p.version:<4} {p.name or ''}")
@@ -180,6 +197,13 @@ class _Bar:
         sys.stderr.flush()
 
 
+def _no_model(config: Config) -> str:
+    """Why there is no extraction model, and what to do about it."""
+    if config.extraction == "none":
+        return "extraction is switched off (MCP_PROFILES_EXTRACTION=none)"
+    return "ANTHROPIC_API_KEY is not set"
+
+
 def _usage_line(usage: dict[str, int]) -> str:
     return (
         f"{usage.get('requests', 0)} request(s), {usage.get('input_tokens', 0)} input / "
@@ -189,7 +213,6 @@ def _usage_line(usage: dict[str, int]) -> str:
 
 async def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
     """Send files to a profile and extract them (chat exports, notes, JSON, markdown)."""
-    from .jobs import NO_BACKEND
     from .runtime import llm_from_env, open_app
 
     texts = []
@@ -222,18 +245,21 @@ async def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
                     f"{len(result.conflicts)} conflict(s); {_usage_line(result.usage)}"
                 )
     if llm is None and not args.no_wait:
-        print(f"note: {NO_BACKEND}", file=sys.stderr)
+        print(
+            f"note: {_no_model(config)}, so nothing was extracted yet; the data is kept: "
+            "run 'mcp-profiles process' once a key is set",
+            file=sys.stderr,
+        )
     return 1 if failed else 0
 
 
 async def cmd_process(args: argparse.Namespace, config: Config) -> int:
     """Extract data items that are waiting (stored without a backend, or interrupted)."""
-    from .jobs import NO_BACKEND
     from .runtime import llm_from_env, open_app
 
     llm = llm_from_env(config)
     if llm is None:
-        raise Invalid(f"cannot process: {NO_BACKEND}")
+        raise Invalid(f"cannot process: {_no_model(config)}")
     async with open_app(config, llm=llm, worker=False) as app:
         ex = app.extractor
         await ex.recover()
@@ -279,102 +305,249 @@ async def cmd_stats(args: argparse.Namespace, config: Config) -> int:
 
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--db", help="database file (env MCP_PROFILES_DB; default: the user data directory)")
     common.add_argument(
-        "--namespace", help="tenant namespace (env MCP_PROFILES_NAMESPACE; default 'default')"
+        "--db",
+        metavar="FILE",
+        help="database file (env MCP_PROFILES_DB; default: profiles.sqlite3 in the user data directory)",
+    )
+    common.add_argument(
+        "--namespace",
+        metavar="NAME",
+        help="tenant namespace (env MCP_PROFILES_NAMESPACE; default 'default')",
     )
     return common
 
 
+_ENVIRONMENT = """\
+environment:
+  MCP_PROFILES_DB          database file for every command, serve included (same as --db)
+  ANTHROPIC_API_KEY        lets the server, ingest and process extract facts from raw data with Claude
+  MCP_PROFILES_MODEL       extraction model (default %(model)s)
+  MCP_PROFILES_NAMESPACE   tenant namespace (default 'default')
+  MCP_PROFILES_TOKENS      HTTP bearer tokens: 'TOKEN=NAMESPACE,TOKEN2=NAMESPACE2'
+  MCP_PROFILES_EXTRACTION  'none' turns extraction off even with a key
+
+examples:
+  mcp-profiles serve                        # what an MCP client (Claude Desktop) runs, over stdio
+  mcp-profiles list                         # the stored profiles
+  mcp-profiles show alice                   # one profile as readable text (--json for the document)
+  mcp-profiles ingest alice chat.txt --input-type "chat history"
+  mcp-profiles stats                        # where the database is, counts, tokens spent
+
+'mcp-profiles COMMAND --help' describes each command.
+"""
+
+
+def _sub(
+    sub: Any, name: str, summary: str, description: str, examples: str = "", common: bool = True
+) -> argparse.ArgumentParser:
+    """A (sub)command with a one-line summary, a wrapped description and examples."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        parents=[_common()] if common else [],
+        help=summary,
+        description=textwrap.fill(description, 80),
+        epilog=f"examples:\n{examples}" if examples else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
-    common = _common()
     parser = argparse.ArgumentParser(
         prog="mcp-profiles",
-        description="An MCP server that keeps user and assistant profiles. Run 'mcp-profiles serve' "
-        "from an MCP client such as Claude Desktop; the other commands manage profiles from a terminal.",
+        description=textwrap.fill(
+            "An MCP server that keeps user profiles (who a person is) and assistant profiles (who the "
+            "assistant is, and which model and settings it runs with). 'mcp-profiles serve' is what an MCP "
+            "client such as Claude Desktop runs; the other commands manage the same profiles from a terminal.",
+            80,
+        ),
+        epilog=_ENVIRONMENT % {"model": DEFAULT_MODEL},
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"mcp-profiles {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("serve", parents=[common], help="run the MCP server (stdio by default)")
-    p.add_argument("--transport", choices=["stdio", "sse", "http"], default="stdio", help="default: stdio")
-    p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
-    p.add_argument("--tokens-file", help="bearer tokens for HTTP: one 'TOKEN NAMESPACE' pair a line")
+    p = _sub(
+        sub,
+        "serve",
+        "run the MCP server (stdio by default)",
+        "Run the MCP server until the client disconnects or the process is stopped. Over stdio (the "
+        "default) an MCP client starts it and talks on standard input and output; over http (streamable "
+        "HTTP, endpoint /mcp) or sse (endpoint /sse) it listens on --host and --port, with bearer tokens "
+        "mapped to namespaces and GET /healthz for monitoring.",
+        "  mcp-profiles serve\n"
+        "  mcp-profiles serve --transport http --port 8000\n"
+        "  mcp-profiles serve --transport http --host 0.0.0.0 --tokens-file tokens "
+        "--allowed-host profiles.example.com",
+    )
+    p.add_argument(
+        "--transport",
+        choices=["stdio", "sse", "http"],
+        default="stdio",
+        help="stdio for a client that starts the server (default); http for streamable HTTP; sse for "
+        "the older SSE transport",
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on for http/sse (default 127.0.0.1); anything beyond loopback needs tokens",
+    )
+    p.add_argument("--port", type=int, default=8000, help="port to listen on for http/sse (default 8000)")
+    p.add_argument(
+        "--tokens-file",
+        metavar="FILE",
+        help="bearer tokens for http/sse: one 'TOKEN NAMESPACE' pair a line, '#' comments "
+        "(added to MCP_PROFILES_TOKENS)",
+    )
     p.add_argument(
         "--allowed-host",
         action="append",
         metavar="NAME",
-        help="Host header to accept (repeatable; HTTP only)",
+        help="a Host name clients use, e.g. profiles.example.com (repeatable; http/sse); requests for "
+        "other names are refused. Required with --host 0.0.0.0",
     )
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("show", parents=[common], help="print a profile")
-    p.add_argument("profile", help="id or alias")
-    p.add_argument("--json", action="store_true", help="print the JSON document")
+    p = _sub(
+        sub,
+        "show",
+        "print a profile",
+        "Print one profile: readable text (summary, facts by topic, configuration), or the JSON "
+        "document with --json.",
+        "  mcp-profiles show alice\n  mcp-profiles show content-assistant --json",
+    )
+    p.add_argument("profile", help="profile id or alias")
+    p.add_argument("--json", action="store_true", help="print the JSON document instead of text")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("list", parents=[common], help="list or search profiles")
-    p.add_argument("--kind", choices=["user", "assistant"])
-    p.add_argument("--tag")
-    p.add_argument("--query", help="full-text search")
-    p.add_argument("--limit", type=int, default=50, help="1-200 (default 50)")
-    p.add_argument("--cursor", help="continue after a previous page")
-    p.add_argument("--json", action="store_true")
+    p = _sub(
+        sub,
+        "list",
+        "list or search profiles",
+        "List profiles, one a line: id (alias), kind, version and name; in id order, or by relevance "
+        "with --query.",
+        '  mcp-profiles list --kind user\n  mcp-profiles list --query "backend engineer" --json',
+    )
+    p.add_argument("--kind", choices=["user", "assistant"], help="only user or only assistant profiles")
+    p.add_argument("--tag", help="only profiles with this tag")
+    p.add_argument("--query", help="full-text search over name, alias, summary and facts")
+    p.add_argument("--limit", type=int, default=50, help="profiles per page, 1-200 (default 50)")
+    p.add_argument("--cursor", help="continue after a previous page (printed when there are more)")
+    p.add_argument("--json", action="store_true", help="print {profiles, next_cursor} as JSON")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("history", parents=[common], help="a profile's versions")
-    p.add_argument("profile")
-    p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--json", action="store_true")
+    p = _sub(
+        sub,
+        "history",
+        "a profile's versions",
+        "Print a profile's versions, newest first: version, time, actor (agent or extraction), reason "
+        "and the changed paths.",
+        "  mcp-profiles history alice --limit 5",
+    )
+    p.add_argument("profile", help="profile id or alias")
+    p.add_argument("--limit", type=int, default=20, help="how many versions (default 20)")
+    p.add_argument("--json", action="store_true", help="print the versions with their changes as JSON")
     p.set_defaults(func=cmd_history)
 
-    p = sub.add_parser(
-        "export", parents=[common], help="export profiles with history and raw data as JSON lines"
+    p = _sub(
+        sub,
+        "export",
+        "export profiles with history and raw data as JSON lines",
+        "Write one JSON line per profile: the document, every revision and every raw data item. "
+        "'mcp-profiles import' restores it losslessly (for backups and moving between databases).",
+        "  mcp-profiles export -o backup.jsonl\n  mcp-profiles export alice bob > two.jsonl",
     )
-    p.add_argument("profiles", nargs="*", help="ids or aliases (default: all)")
-    p.add_argument("-o", "--output", help="file to write (default: standard output)")
+    p.add_argument("profiles", nargs="*", help="ids or aliases to export (default: every profile)")
+    p.add_argument("-o", "--output", metavar="FILE", help="file to write (default: standard output)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("import", parents=[common], help="import JSON lines written by export")
+    p = _sub(
+        sub,
+        "import",
+        "import JSON lines written by export",
+        "Restore profiles written by 'mcp-profiles export', each in its own transaction. A profile "
+        "that already exists is a conflict (nothing of it is written).",
+        "  mcp-profiles import backup.jsonl --db restored.sqlite3\n"
+        "  mcp-profiles export --db old.sqlite3 | mcp-profiles import - --db new.sqlite3",
+    )
     p.add_argument("file", help="file to read, or - for standard input")
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("connection", parents=[common], help="manage model provider connections")
+    p = _sub(
+        sub,
+        "connection",
+        "manage model provider connections",
+        "Connections name the model providers assistant profiles use (their connection_id). Secrets "
+        "are never stored: only the name of the environment variable that holds the API key.",
+        "  mcp-profiles connection add anthropic-main --provider anthropic --api-key-env ANTHROPIC_API_KEY\n"
+        "  mcp-profiles connection list\n  mcp-profiles connection remove anthropic-main",
+        common=False,
+    )
     csub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    c = csub.add_parser("add", parents=[common], help="add a connection")
-    c.add_argument("id")
+    c = _sub(csub, "add", "add a connection", "Add a model provider connection.")
+    c.add_argument("id", help="connection id, used as connection_id in assistant profiles")
     c.add_argument("--provider", required=True, help="provider id, e.g. anthropic")
-    c.add_argument("--name")
+    c.add_argument("--name", help="a readable name")
     c.add_argument("--api-key-env", metavar="VAR", help="environment variable that holds the API key")
-    c = csub.add_parser("list", parents=[common], help="list connections")
-    c.add_argument("--json", action="store_true")
-    c = csub.add_parser("remove", parents=[common], help="remove a connection no profile uses")
-    c.add_argument("id")
+    c = _sub(csub, "list", "list connections", "List connections: id, provider, name, key variable.")
+    c.add_argument("--json", action="store_true", help="print the connections as JSON")
+    c = _sub(
+        csub,
+        "remove",
+        "remove a connection no profile uses",
+        "Remove a connection; refused while an assistant profile uses it.",
+    )
+    c.add_argument("id", help="connection id")
     p.set_defaults(func=cmd_connection)
 
-    p = sub.add_parser(
-        "ingest", parents=[common], help="extract files into a profile (needs ANTHROPIC_API_KEY)"
+    p = _sub(
+        sub,
+        "ingest",
+        "extract files into a profile (needs ANTHROPIC_API_KEY)",
+        "Send files to a profile and extract what they say about its subject with Claude (chat exports, "
+        "notes, activity logs, JSON, markdown), like the upsert_profile_from_data tool. Each fact keeps a "
+        "quote from the data as evidence; values set by hand are never overwritten. A progress bar shows "
+        "on a terminal. The same file sent twice is recognised and skipped. Without ANTHROPIC_API_KEY the "
+        "data is stored and 'mcp-profiles process' extracts it later.",
+        '  mcp-profiles ingest alice chat-2026-05.txt --input-type "chat history"\n'
+        '  mcp-profiles ingest content-assistant persona.md --input-type "character description"\n'
+        "  cat notes.txt | mcp-profiles ingest alice -",
     )
-    p.add_argument("profile", help="id or alias (a user profile is created when missing)")
+    p.add_argument("profile", help="id or alias (created when missing, as a user profile unless --kind)")
     p.add_argument("files", nargs="+", metavar="FILE", help="text files to read, or - for standard input")
     p.add_argument(
         "--input-type", help="what the files are: 'chat history', 'activity log', 'character description', …"
     )
-    p.add_argument("--kind", choices=["user", "assistant"])
+    p.add_argument(
+        "--kind", choices=["user", "assistant"], help="kind of profile to create when it is missing"
+    )
     p.add_argument("--no-wait", action="store_true", help="only store the data; extract later with 'process'")
     p.set_defaults(func=cmd_ingest)
 
-    p = sub.add_parser(
-        "process", parents=[common], help="extract waiting data items (needs ANTHROPIC_API_KEY)"
+    p = _sub(
+        sub,
+        "process",
+        "extract waiting data items (needs ANTHROPIC_API_KEY)",
+        "Extract data items that are waiting: stored without a model (ingest --no-wait, or a server "
+        "without a key) or interrupted. Exits 1 when an item failed; its data is kept.",
+        "  mcp-profiles process\n  mcp-profiles process alice --retry-failed",
     )
     p.add_argument("profile", nargs="?", help="only this profile (default: every profile with waiting items)")
     p.add_argument("--retry-failed", action="store_true", help="queue failed items again first")
     p.set_defaults(func=cmd_process)
 
-    p = sub.add_parser("stats", parents=[common], help="counts and LLM token usage")
-    p.add_argument("--json", action="store_true")
+    p = _sub(
+        sub,
+        "stats",
+        "counts and LLM token usage",
+        "Print the database file, the number of profiles and versions, data items by status "
+        "(pending, processing, done, failed, duplicate) and the tokens extraction spent, in total and "
+        "for the top profiles.",
+        "  mcp-profiles stats\n  mcp-profiles stats --json",
+    )
+    p.add_argument("--json", action="store_true", help="print the numbers as JSON")
     p.set_defaults(func=cmd_stats)
     return parser
 
@@ -392,6 +565,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BaseExceptionGroup as group:  # raised inside a task group (ingest, process)
+        error = _domain_error(group)
+        if error is None:
+            raise
+        print(f"mcp-profiles: {error}", file=sys.stderr)
+        return 1
+
+
+def _domain_error(group: BaseExceptionGroup[BaseException]) -> ProfilesError | None:
+    """The domain error a task group wrapped, when that is all it holds."""
+    matched, rest = group.split(ProfilesError)
+    leaf: BaseException | None = matched
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    return leaf if rest is None and isinstance(leaf, ProfilesError) else None
 
 
 if __name__ == "__main__":
