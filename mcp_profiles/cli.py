@@ -68,6 +68,53 @@ async def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+async def cmd_update(args: argparse.Namespace, config: Config) -> int:
+    """Apply a merge patch (the same as the update_profile tool) and print what changed."""
+    raw = args.patch
+    if args.patch_file:
+        try:
+            raw = sys.stdin.read() if args.patch_file == "-" else Path(args.patch_file).read_text("utf-8")
+        except OSError as e:
+            raise Invalid(f"--patch-file: cannot read {args.patch_file}: {e.strerror}") from None
+    try:
+        patch = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise Invalid(f"patch: not JSON ({e.msg} at character {e.pos})") from None
+    async with _service(config) as svc:
+        result = await svc.update_profile(
+            config.namespace,
+            args.profile,
+            patch,
+            replace=args.replace,
+            create=args.create,
+            kind=args.kind,
+            expected_version=args.expected_version,
+            actor="cli",
+        )
+    doc = result.profile
+    if not result.changed:
+        print(f"{doc.id}: nothing changed (version {doc.version})")
+    else:
+        verb = "created" if result.created else "updated"
+        print(f"{doc.id}: {verb}, version {doc.version}; changed: {', '.join(result.changed)}")
+    return 0
+
+
+async def cmd_delete(args: argparse.Namespace, config: Config) -> int:
+    """Erase a profile with its history and raw data."""
+    if not args.yes:
+        raise Invalid(
+            f"deleting {args.profile!r} erases it with its history and raw data; add --yes to confirm"
+        )
+    async with _service(config) as svc:
+        result = await svc.delete_profile(config.namespace, args.profile)
+    erased = result.erased
+    print(
+        f"deleted {result.id}: {erased['revisions']} version(s) and {erased['data_items']} data item(s) erased"
+    )
+    return 0
+
+
 async def cmd_show(args: argparse.Namespace, config: Config) -> int:
     """Print one profile: readable text, or the JSON document with --json."""
     from .render import render_markdown
@@ -412,6 +459,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _sub(
         sub,
+        "update",
+        "edit or create a profile with a JSON merge patch",
+        "Apply a JSON merge patch (RFC 7396) to a profile, exactly like the update_profile tool: null "
+        "deletes a key; under 'attributes' a plain value is a fact set by hand. --create makes the profile "
+        "when it does not exist; --replace makes the patch the whole new document.",
+        '  mcp-profiles update alice --create --patch \'{"name": "Alice", "attributes": '
+        '{"work.role": "engineer"}}\'\n'
+        '  mcp-profiles update alice --patch \'{"attributes": {"work.role": null}}\'\n'
+        "  mcp-profiles update content-assistant --create --kind assistant --patch-file assistant.json",
+    )
+    p.add_argument("profile", help="id or alias")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--patch", help="the patch as a JSON object")
+    source.add_argument(
+        "--patch-file", metavar="FILE", help="read the patch from a file (- for standard input)"
+    )
+    p.add_argument("--create", action="store_true", help="create the profile when it does not exist")
+    p.add_argument("--replace", action="store_true", help="the patch is the whole new document")
+    p.add_argument("--kind", choices=["user", "assistant"], help="the kind of a profile being created")
+    p.add_argument(
+        "--expected-version", type=int, metavar="N", help="fail unless the profile is at version N"
+    )
+    p.set_defaults(func=cmd_update)
+
+    p = _sub(
+        sub,
+        "delete",
+        "erase a profile, its history and its raw data",
+        "Erase a profile with every version and every data item sent for it. Nothing of it stays readable "
+        "in the database file. This cannot be undone: export it first if you may need it.",
+        "  mcp-profiles export alice -o alice.jsonl\n  mcp-profiles delete alice --yes",
+    )
+    p.add_argument("profile", help="id or alias")
+    p.add_argument("--yes", action="store_true", help="confirm the erasure")
+    p.set_defaults(func=cmd_delete)
+
+    p = _sub(
+        sub,
         "show",
         "print a profile",
         "Print one profile: readable text (summary, facts by topic, configuration), or the JSON "
@@ -565,21 +650,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except BaseExceptionGroup as group:  # raised inside a task group (ingest, process)
-        error = _domain_error(group)
-        if error is None:
-            raise
-        print(f"mcp-profiles: {error}", file=sys.stderr)
-        return 1
-
-
-def _domain_error(group: BaseExceptionGroup[BaseException]) -> ProfilesError | None:
-    """The domain error a task group wrapped, when that is all it holds."""
-    matched, rest = group.split(ProfilesError)
-    leaf: BaseException | None = matched
-    while isinstance(leaf, BaseExceptionGroup):
-        leaf = leaf.exceptions[0]
-    return leaf if rest is None and isinstance(leaf, ProfilesError) else None
 
 
 if __name__ == "__main__":

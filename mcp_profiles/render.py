@@ -59,8 +59,11 @@ def _facts(profile: Profile) -> list[str]:
     return lines
 
 
-def personalize(user: Profile, assistant: Profile | None = None) -> str:
-    """The assistant's rendered system prompt, then what is known about the user."""
+def personalize(user: Profile | None, assistant: Profile | None = None, *, user_ref: str = "") -> str:
+    """The assistant's rendered system prompt, then what is known about the user.
+
+    A user without a profile yet (``None``) gets a note saying so and how to start one.
+    """
     parts = []
     template = None
     if assistant is not None and assistant.settings is not None and assistant.settings.type == "chat":
@@ -70,6 +73,12 @@ def personalize(user: Profile, assistant: Profile | None = None) -> str:
     elif assistant is not None:
         persona = "\n".join(_facts(assistant))
         parts.append(f"You are {assistant.name or assistant.id}." + (f"\n{persona}" if persona else ""))
+    if user is None:
+        parts.append(
+            f"No profile {user_ref!r} exists yet: nothing is known about this user. When they tell you "
+            f"something lasting about themselves, save it with update_profile (profile {user_ref!r}, create: true)."
+        )
+        return "\n\n".join(parts)
     known = [f"name: {user.name}"] if user.name else []
     if user.summary:
         known.append(f"summary: {user.summary}")

@@ -59,12 +59,19 @@ async def open_app(
 
         extractor = Extractor(store, service, config, llm, on_change=on_change)
         app = AppContext(config, store, service, bus, extractor)
+        failure: Exception | None = None
         try:
             async with anyio.create_task_group() as tg:
                 if worker:
                     tg.start_soon(extractor.run_worker)
-                yield app
-                tg.cancel_scope.cancel()
+                try:
+                    yield app
+                except Exception as e:  # re-raised below, not wrapped in an ExceptionGroup
+                    failure = e
+                finally:
+                    tg.cancel_scope.cancel()
+            if failure is not None:
+                raise failure
         finally:
             if llm is not None:
                 await llm.aclose()

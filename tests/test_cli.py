@@ -149,3 +149,22 @@ def test_help_lists_every_command(capsys: Any) -> None:
     out = capsys.readouterr().out
     for command in ("serve", "show", "list", "history", "export", "import", "connection", "stats"):
         assert command in out
+
+
+def test_update_and_delete_from_the_terminal(capsys: Any, config: Config) -> None:
+    code, out, _ = run(
+        capsys, "update", "bob", "--create", "--patch", '{"name": "Bob", "attributes": {"work.role": "chef"}}'
+    )
+    assert code == 0 and out.startswith("bob: created, version 1; changed: name, attributes.work.role")
+    code, out, _ = run(capsys, "update", "bob", "--patch", '{"name": "Bob"}')
+    assert out.startswith("bob: nothing changed (version 1)")
+    code, _, err = run(capsys, "update", "bob", "--patch", "{nope")
+    assert code == 1 and "invalid: patch: not JSON" in err
+    code, _, err = run(capsys, "update", "bob", "--patch", '{"name": "B"}', "--expected-version", "7")
+    assert code == 1 and "conflict:" in err and "version 1" in err
+    code, _, err = run(capsys, "delete", "bob")
+    assert code == 1 and "--yes" in err
+    code, out, _ = run(capsys, "delete", "bob", "--yes")
+    assert code == 0 and "deleted bob: 1 version(s)" in out
+    code, _, err = run(capsys, "show", "bob")
+    assert code == 1 and "not_found" in err

@@ -549,3 +549,15 @@ async def test_unknown_tool_and_bad_argument_types_get_code_words(connect: Any) 
         assert unknown.is_error and text(unknown).startswith("not_found:")
         wrong = await client.call_tool("list_profiles", {"limit": "many"})
         assert wrong.is_error and text(wrong).startswith("invalid: limit")
+
+
+async def test_prompts_for_a_missing_profile_render_a_note_instead_of_failing(connect: Any) -> None:
+    async with connect() as client:
+        body = (await client.get_prompt("personalize", {"user": "newbie"})).messages[0].content.text
+        assert "No profile 'newbie' exists yet" in body and "create: true" in body
+        review = (await client.get_prompt("review_profile", {"profile": "ghost"})).messages[0].content.text
+        assert "no profile 'ghost'" in review
+        prompts = {p.name: p for p in (await client.list_prompts()).prompts}
+        for prompt in prompts.values():
+            for argument in prompt.arguments or []:
+                assert argument.description, f"{prompt.name}.{argument.name} has no description"
