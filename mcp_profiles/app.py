@@ -8,15 +8,62 @@ from __future__ import annotations
 
 import logging
 
+from mcp.server import MCPServer
+from starlette.applications import Starlette
+
 from .config import Config
 from .errors import Invalid
-from .runtime import llm_from_env, open_app
+from .runtime import AppContext, llm_from_env, open_app
 from .server import create_server
 from .transports import auth_settings, check_bind, transport_security
 
-__all__ = ["serve"]
+__all__ = ["build_http_app", "serve"]
 
 log = logging.getLogger("mcp_profiles")
+
+
+def _check_transport(config: Config, transport: str, host: str, allowed_hosts: list[str]) -> None:
+    if transport not in ("stdio", "sse", "http"):
+        raise Invalid(f"transport: must be stdio, sse or http, not {transport!r}")
+    if transport != "stdio":
+        check_bind(host, config.tokens)
+        transport_security(host, allowed_hosts)
+
+
+def build_http_app(
+    config: Config,
+    transport: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    allowed_hosts: list[str] | None = None,
+    app: AppContext,
+) -> tuple[Starlette, MCPServer]:
+    """The ASGI app for ``sse`` or ``http`` over an opened ``app``, and its MCP server.
+
+    Bearer tokens (``config.tokens``) when configured, Host/Origin validation, a request
+    body limit and ``/healthz``. For ``http`` the app's lifespan runs the session manager;
+    when serving it without that lifespan (tests), enter ``mcp.session_manager.run()``.
+
+    Raises:
+        Invalid: an unknown transport, or listening beyond loopback without tokens.
+    """
+    allowed = list(allowed_hosts or [])
+    if transport not in ("sse", "http"):
+        raise Invalid(f"transport: must be sse or http, not {transport!r}")
+    _check_transport(config, transport, host, allowed)
+    security = transport_security(host, allowed)
+    path = "/mcp" if transport == "http" else "/sse"
+    auth = auth_settings(host, port, path) if config.tokens else None
+    mcp = create_server(config, app=app, auth=auth)
+    body_limit = config.limits.max_data_bytes * 2 + 64 * 1024
+    if transport == "http":
+        asgi = mcp.streamable_http_app(
+            transport_security=security, host=host, max_request_body_size=body_limit
+        )
+    else:
+        asgi = mcp.sse_app(transport_security=security, host=host, max_request_body_size=body_limit)
+    return asgi, mcp
 
 
 async def serve(
@@ -27,27 +74,17 @@ async def serve(
     Raises:
         Invalid: an HTTP transport would listen beyond loopback without tokens.
     """
-    if transport not in ("stdio", "sse", "http"):
-        raise Invalid(f"transport: must be stdio, sse or http, not {transport!r}")
-    if transport != "stdio":
-        check_bind(host, config.tokens)
-        security = transport_security(host, allowed_hosts)
+    _check_transport(config, transport, host, allowed_hosts)
     async with open_app(config, llm=llm_from_env(config)) as app:
         if transport == "stdio":
             await create_server(config, app=app).run_stdio_async()
             return
         import uvicorn
 
+        asgi, _ = build_http_app(
+            config, transport, host=host, port=port, allowed_hosts=allowed_hosts, app=app
+        )
         path = "/mcp" if transport == "http" else "/sse"
-        auth = auth_settings(host, port, path) if config.tokens else None
-        mcp = create_server(config, app=app, auth=auth)
-        body_limit = config.limits.max_data_bytes * 2 + 64 * 1024
-        if transport == "http":
-            asgi = mcp.streamable_http_app(
-                transport_security=security, host=host, max_request_body_size=body_limit
-            )
-        else:
-            asgi = mcp.sse_app(transport_security=security, host=host, max_request_body_size=body_limit)
         log.warning("mcp-profiles %s listening on http://%s:%d%s", transport, host, port, path)
         server = uvicorn.Server(uvicorn.Config(asgi, host=host, port=port, log_level="warning"))
         await server.serve()

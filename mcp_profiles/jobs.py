@@ -285,7 +285,11 @@ class Extractor:
                 failed = e.message
                 break
             self._account(state, part, usage)
-            await self._apply(ns, pk, extraction, part, state)
+            try:
+                await self._apply(ns, pk, extraction, part, state)
+            except ExtractionFailed as e:  # e.g. the merge would exceed the document limit
+                failed = e.message
+                break
         if failed is not None:
             left = [i for i, s in state.items() if s.chunks_left > 0]
             async with self.store.write() as tx:
@@ -438,9 +442,22 @@ class Extractor:
                 [failed] = await tx.items_by_id([item.id])
             return JobResult.from_item(failed)
         state = {item.id: _Progress(chunks_left=1, usage=Usage(requests=1))}
-        await self._apply(
-            ns, item.profile_pk, extraction, [DataChunk(item.id, item.input_type, item.content)], state
-        )
+        try:
+            await self._apply(
+                ns, item.profile_pk, extraction, [DataChunk(item.id, item.input_type, item.content)], state
+            )
+        except ExtractionFailed as e:  # the merge could not be written: record why, keep the data
+            async with self.store.write() as tx:
+                await tx.set_items_status(
+                    [item.id],
+                    "failed",
+                    at=now(),
+                    error=e.message,
+                    usage=[Usage(requests=1).as_dict()],
+                    attempt=True,
+                )
+                [failed] = await tx.items_by_id([item.id])
+            return JobResult.from_item(failed)
         async with self.store.read() as tx:
             [done] = await tx.items_by_id([item.id])
         return JobResult.from_item(done)

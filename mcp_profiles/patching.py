@@ -7,6 +7,7 @@ in a transaction; the extraction merge (``merge.py``) reuses the diff and the ru
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,21 @@ def _depth(value: Any, limit: int) -> int:
     return deepest
 
 
+def _non_finite(value: Any) -> bool:
+    """Whether a NaN or an infinity hides anywhere in ``value`` (lenient JSON parsers let
+    them through; stored they would read back as null, and NaN never equals itself)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def _attribute(key: str, raw: Any, old: Attribute | None, at: str) -> Attribute:
     """Turn one patch entry under ``attributes`` into an Attribute.
 
@@ -113,6 +129,8 @@ def apply_patch(
         raise Invalid("patch: must be a JSON object")
     if _depth(patch, limits.max_patch_depth) > limits.max_patch_depth:
         raise TooLarge(f"patch: nested deeper than {limits.max_patch_depth} levels")
+    if _non_finite(patch):
+        raise Invalid("patch: numbers must be finite (NaN and Infinity are not JSON)")
     try:
         patch = normalize_keys(patch)
     except ValueError as e:

@@ -239,7 +239,7 @@ class ProfileService:
                 raise Conflict(
                     f"profile {current.id!r} is at version {current.version}, not {expected_version}"
                 )
-            old = await tx.snapshot(pk, version)
+            old = await tx.snapshot(pk, version) if version <= current.version else None
             if old is None:
                 raise NotFound(
                     f"profile {current.id!r} has no version {version} (current is {current.version})"

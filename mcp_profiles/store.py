@@ -32,11 +32,13 @@ from .models import Connection, Kind, Profile, ProfileSummary, Revision
 
 __all__ = ["DataItem", "ProfileStore", "WriteTx"]
 
+# busy_timeout first: switching to WAL needs a lock another process opening the same
+# file may hold for a moment.
 _PRAGMAS = (
+    "PRAGMA busy_timeout=10000",
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
-    "PRAGMA busy_timeout=10000",
     "PRAGMA secure_delete=ON",
 )
 _SUMMARY_COLS = "id, kind, alias, name, summary, version, updated_at"
@@ -80,6 +82,22 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
+def _statements(script: str) -> list[str]:
+    """Split a migration script into complete SQL statements (triggers included)."""
+    statements, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            if pending.strip():
+                statements.append(pending.strip())
+            pending = ""
+    if pending.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in pending.splitlines()
+    ):
+        raise ValueError(f"migration ends with an incomplete statement: {pending[:80]!r}")
+    return statements
+
+
 def _fts_query(text: str) -> str:
     """Turn free text into an FTS5 query: every word must match, the last as a prefix."""
     words = re.findall(r"\w+", text)
@@ -94,11 +112,23 @@ def _encode_cursor(value: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> Any:
+def _decode_cursor(cursor: str, kind: type[int] | type[str]) -> Any:
+    """The position a cursor holds: an offset (search) or the last id (listing).
+
+    Raises:
+        Invalid: the cursor is not one this server returned for this kind of listing.
+    """
     try:
-        return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (ValueError, UnicodeDecodeError):
-        raise Invalid("cursor: not a cursor this server returned") from None
+        value = None
+    if kind is int:
+        ok = type(value) is int and 0 <= value < 2**31
+    else:
+        ok = type(value) is str
+    if not ok:
+        raise Invalid("cursor: not a cursor this server returned")
+    return value
 
 
 class ProfileStore:
@@ -127,24 +157,31 @@ class ProfileStore:
             await db.close()
 
     async def _migrate(self) -> None:
+        """Apply missing migrations, each in its own ``BEGIN IMMEDIATE`` transaction.
+
+        Whether a migration is applied is decided inside the transaction that applies it,
+        so several processes opening a fresh file at once apply each migration once.
+        """
         await self._db.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)"
         )
-        async with self._db.execute("SELECT version FROM schema_migrations") as cur:
-            applied = {row[0] for row in await cur.fetchall()}
         for version, sql in _migrations():
-            if version in applied:
-                continue
-            script = (
-                f"BEGIN IMMEDIATE;\n{sql}\n"
-                f"INSERT INTO schema_migrations VALUES ({version}, datetime('now'));\nCOMMIT;"
-            )
+            await self._db.execute("BEGIN IMMEDIATE")
             try:
-                await self._db.executescript(script)
-            except sqlite3.Error:
-                if self._db.in_transaction:
-                    await self._db.execute("ROLLBACK")
+                async with self._db.execute(
+                    "SELECT 1 FROM schema_migrations WHERE version = ?", (version,)
+                ) as cur:
+                    applied = await cur.fetchone() is not None
+                if not applied:
+                    for statement in _statements(sql):
+                        await self._db.execute(statement)
+                    await self._db.execute(
+                        "INSERT INTO schema_migrations VALUES (?, datetime('now'))", (version,)
+                    )
+            except BaseException:
+                await self._db.execute("ROLLBACK")
                 raise
+            await self._db.execute("COMMIT")
 
     async def schema_version(self) -> int:
         """Highest applied migration."""
@@ -180,9 +217,8 @@ class ProfileStore:
             await self._compact_after_erasure()
 
     async def _compact_after_erasure(self) -> None:
-        """Make erased bytes unreadable: merge FTS segments, then empty the WAL file."""
+        """Empty the WAL file, which still holds the pages as they were before the erasure."""
         async with self._lock:
-            await self._db.execute("INSERT INTO profiles_fts(profiles_fts) VALUES ('optimize')")
             await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def checkpoint(self) -> tuple[int, int, int]:
@@ -263,7 +299,7 @@ class ReadTx:
             params.append(kind)
         cols = ", ".join(f"p.{c}" for c in _SUMMARY_COLS.split(", "))
         if query:
-            offset = int(_decode_cursor(cursor)) if cursor else 0
+            offset = int(_decode_cursor(cursor, int)) if cursor else 0
             if tag:
                 where.append("EXISTS (SELECT 1 FROM profile_tags t WHERE t.profile_pk = p.pk AND t.tag = ?)")
                 params.append(tag)
@@ -274,7 +310,7 @@ class ReadTx:
             rows = await self._all(sql, [_fts_query(query), *params, limit + 1, offset])
             nxt = _encode_cursor(offset + limit) if len(rows) > limit else None
         else:
-            after = str(_decode_cursor(cursor)) if cursor else ""
+            after = str(_decode_cursor(cursor, str)) if cursor else ""
             if tag:
                 sql = (
                     f"SELECT {cols} FROM profile_tags t JOIN profiles p ON p.pk = t.profile_pk "
@@ -599,6 +635,12 @@ class WriteTx(ReadTx):
             counts[table] = int(row[0]) if row else 0
         await self._db.execute("DELETE FROM profiles_fts WHERE rowid = ?", (pk,))
         await self._db.execute("DELETE FROM profiles WHERE pk = ?", (pk,))
+        # An FTS5 delete only adds tombstones, and they carry the deleted terms: rebuild the
+        # index from the remaining rows, in this transaction (secure_delete zeroes the old
+        # pages). Not 'optimize': on SQLite 3.40 every optimize adds a level to the index
+        # structure, and after about a thousand the index is corrupt ("database disk image
+        # is malformed") and every later write fails.
+        await self._db.execute("INSERT INTO profiles_fts(profiles_fts) VALUES ('rebuild')")
         self.erased = True
         return counts
 
