@@ -372,7 +372,8 @@ class ReadTx:
         return [str(r[0]) for r in rows]
 
     async def items_by_id(self, ids: Sequence[str]) -> list[DataItem]:
-        """Items by id, oldest first."""
+        """Items by id, in the order they were submitted (rowid: ``created_at`` has only
+        second precision and ids are random, so neither orders items sent within a second)."""
         marks = ",".join("?" * len(ids))
         return await self._items(f"d.id IN ({marks})", tuple(ids)) if ids else []
 
@@ -421,7 +422,7 @@ class ReadTx:
             "SELECT d.id, d.namespace, d.profile_pk, p.id, d.sha256, d.content, d.input_type, d.status, "
             "d.error, d.attempts, d.input_tokens, d.output_tokens, d.cache_read_tokens, "
             "d.cache_write_tokens, d.requests, d.result, d.created_at, d.updated_at "
-            f"FROM data_items d JOIN profiles p ON p.pk = d.profile_pk WHERE {where} ORDER BY d.created_at, d.id",
+            f"FROM data_items d JOIN profiles p ON p.pk = d.profile_pk WHERE {where} ORDER BY d.rowid",
             params,
         )
         return [
@@ -715,10 +716,11 @@ class WriteTx(ReadTx):
             )
 
     async def claim_items(self, ns: str, pk: int, owner: str, at: float, limit: int = 100) -> list[str]:
-        """Mark a profile's pending items ``processing`` by ``owner``; returns their ids."""
+        """Mark a profile's pending items ``processing`` by ``owner``; returns their ids, oldest
+        submitted first."""
         rows = await self._all(
             "SELECT id FROM data_items WHERE namespace = ? AND profile_pk = ? AND status = 'pending' "
-            "ORDER BY created_at, id LIMIT ?",
+            "ORDER BY rowid LIMIT ?",
             (ns, pk, limit),
         )
         ids = [str(r[0]) for r in rows]

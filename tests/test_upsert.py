@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from typing import Any
 
@@ -131,6 +132,21 @@ async def test_items_queued_for_one_profile_are_coalesced_into_one_call(config: 
     assert {r.status for r in results} == {"done"}
     assert sum(r.usage["input_tokens"] for r in results) == 120  # the call's usage, split over the items
     assert user_text(api.requests[0]["body"]).count("<data id=") == 5
+
+
+async def test_coalesced_items_keep_the_order_they_were_sent_in(config: Config) -> None:
+    """Newer evidence supersedes older, so items submitted within one second must reach the
+    model and the merge in submission order (ids are random, created_at has seconds)."""
+    api = MessagesAPI(when_empty="echo")
+    async with open_app(config, llm=anthropic_llm(api), worker=False) as app:
+        ex = app.extractor
+        for i in range(12):
+            await ex.submit(
+                "default", "u", f"User: update {i:02d}: I now live in city {i}.", "chat history", None
+            )
+        await ex.drain()
+    sent = re.findall(r"update (\d\d)", user_text(api.requests[0]["body"]))
+    assert sent == [f"{i:02d}" for i in range(12)]
 
 
 async def test_rate_limit_then_success(connect: Any) -> None:
