@@ -22,7 +22,7 @@ from mcp.server.mcpserver import Context, Resolve, Sample
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.server.mcpserver.prompts.base import UserMessage
 from mcp.types import CallToolResult, CreateMessageResult, SamplingMessage, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -32,10 +32,20 @@ from .errors import ExtractionFailed, Invalid, NotFound, ProfilesError
 from .events import NamespacedBus, coded_errors_middleware, paged_resources_middleware
 from .jobs import NO_BACKEND, JobResult
 from .llm import LLM
-from .models import Connection, Kind, Profile, ProfileSummary, Revision
+from .models import Connection, Kind, Profile, ProfileSummary
 from .render import defuse, personalize, render_markdown
+from .results import (
+    DeleteProfileResult,
+    Erased,
+    HistoryResult,
+    JobView,
+    ListProfilesResult,
+    UpdateProfileResult,
+    UpsertResult,
+    changed_result,
+    upsert_result,
+)
 from .runtime import AppContext, open_app
-from .service import ChangeResult
 from .transports import NamespaceTokens
 
 __all__ = ["AppContext", "create_server", "namespace_of"]
@@ -130,45 +140,7 @@ async def publish_change(ctx: Context, profile_id: str, *, listed: bool, modern:
         if listed:
             await ctx.session.send_resource_list_changed()
     except Exception:  # a vanished legacy session must not fail a committed write
-        log.debug("legacy change notification not delivered", exc_info=True)
-
-
-# ---- results ------------------------------------------------------------------------
-
-
-class UpdateProfileResult(BaseModel):
-    """The document after the write and the paths that changed (empty: nothing did)."""
-
-    profile: Profile
-    changed: list[str]
-
-
-class ListProfilesResult(BaseModel):
-    """One page of profiles; pass next_cursor back to get the next one."""
-
-    profiles: list[ProfileSummary]
-    next_cursor: str | None = None
-
-
-class Erased(BaseModel):
-    """Rows erased with the profile."""
-
-    revisions: int
-    data_items: int
-
-
-class DeleteProfileResult(BaseModel):
-    """What delete_profile removed; nothing of it stays readable in the database file."""
-
-    id: str
-    deleted: bool
-    erased: Erased
-
-
-class HistoryResult(BaseModel):
-    """Versions, newest first, each with what changed."""
-
-    versions: list[Revision]
+        log.warning("change notification not delivered to the session", exc_info=True)
 
 
 ProfileRef = Annotated[
@@ -178,60 +150,6 @@ KindArg = Annotated[
     Literal["user", "assistant"] | None,
     Field(description="'user' (who a person is) or 'assistant' (persona + model configuration)."),
 ]
-
-
-class UpsertResult(BaseModel):
-    """What upsert_profile_from_data did (status: updated, unchanged, duplicate, accepted, pending)."""
-
-    id: str
-    message: str
-    status: Literal["updated", "unchanged", "duplicate", "accepted", "pending"]
-    version: int
-    changes: list[dict[str, Any]]
-    conflicts: list[dict[str, Any]]
-    dropped: dict[str, int]
-    job_id: str
-    usage: dict[str, int]
-
-
-class JobView(BaseModel):
-    """An extraction job (one data item)."""
-
-    job_id: str
-    profile: str
-    status: str
-    error: str | None
-    changes: list[dict[str, Any]]
-    conflicts: list[dict[str, Any]]
-    usage: dict[str, int]
-
-
-def _upsert(result: JobResult, message: str | None) -> UpsertResult:
-    status = result.status
-    if status == "done":
-        status = "updated" if result.changes else "unchanged"
-    if message is None:
-        if status == "updated":
-            message = f"updated profile {result.profile_id!r} to version {result.version}: {len(result.changes)} change(s)"
-        else:
-            message = f"nothing new for profile {result.profile_id!r} in this data (version {result.version})"
-        if result.conflicts:
-            message += f"; {len(result.conflicts)} conflict(s) with values set by hand were left unchanged"
-        if result.dropped.get("ungrounded"):
-            message += (
-                f"; {result.dropped['ungrounded']} proposal(s) without a quote from the data were dropped"
-            )
-    return UpsertResult(
-        id=result.profile_id,
-        message=message,
-        status=status,  # type: ignore[arg-type]
-        version=result.version,
-        changes=result.changes,
-        conflicts=result.conflicts,
-        dropped=result.dropped,
-        job_id=result.job_id,
-        usage=result.usage,
-    )
 
 
 def sampled_text(result: CreateMessageResult) -> str:
@@ -277,10 +195,6 @@ async def _maybe_profile(app: AppContext, ns: str, ref: str | None) -> Profile |
         return await app.service.get_profile(ns, ref)
     except (NotFound, Invalid):
         return None
-
-
-def _changed(result: ChangeResult) -> UpdateProfileResult:
-    return UpdateProfileResult(profile=result.profile, changed=result.changed)
 
 
 # ---- server -------------------------------------------------------------------------
@@ -365,7 +279,7 @@ def create_server(
         )
         if result.changed or result.created:  # an empty new profile changes no path but is new
             await publish_change(ctx, result.profile.id, listed=result.created)
-        return _changed(result)
+        return changed_result(result)
 
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True))
     @coded
@@ -443,7 +357,7 @@ def create_server(
         result = await app.service.revert_profile(namespace_of(app), profile, version)
         if result.changed:
             await publish_change(ctx, result.profile.id, listed=False)
-        return _changed(result)
+        return changed_result(result)
 
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True))
     @coded
@@ -500,7 +414,7 @@ def create_server(
                 extractor.wake()
                 result.status = "accepted"
                 message = f"accepted for processing as job {item.id}; follow it with get_job"
-            return _upsert(result, message)
+            return upsert_result(result, message)
         if sampled is not None:
             result = await extractor.from_sample(ns, item, sampled_text(sampled))
         else:
@@ -516,7 +430,7 @@ def create_server(
             )
         if result.changes:
             await publish_change(ctx, item.profile_id, listed=False, modern=False)
-        return _upsert(result, None)
+        return upsert_result(result, None)
 
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True))
     @coded

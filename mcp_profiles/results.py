@@ -1,0 +1,121 @@
+"""The structured results of the tools: their output schemas, and how they are filled.
+
+Kept apart from ``server.py`` so the schemas a client sees are readable in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from .jobs import JobResult
+from .models import Profile, ProfileSummary, Revision
+from .service import ChangeResult
+
+__all__ = [
+    "DeleteProfileResult",
+    "Erased",
+    "HistoryResult",
+    "JobView",
+    "ListProfilesResult",
+    "UpdateProfileResult",
+    "UpsertResult",
+    "changed_result",
+    "upsert_result",
+]
+
+
+class UpdateProfileResult(BaseModel):
+    """The document after the write and the paths that changed (empty: nothing did)."""
+
+    profile: Profile
+    changed: list[str]
+
+
+class ListProfilesResult(BaseModel):
+    """One page of profiles; pass next_cursor back to get the next one."""
+
+    profiles: list[ProfileSummary]
+    next_cursor: str | None = None
+
+
+class Erased(BaseModel):
+    """Rows erased with the profile."""
+
+    revisions: int
+    data_items: int
+
+
+class DeleteProfileResult(BaseModel):
+    """What delete_profile removed; nothing of it stays readable in the database file."""
+
+    id: str
+    deleted: bool
+    erased: Erased
+
+
+class HistoryResult(BaseModel):
+    """Versions, newest first, each with what changed."""
+
+    versions: list[Revision]
+
+
+class UpsertResult(BaseModel):
+    """What upsert_profile_from_data did (status: updated, unchanged, duplicate, accepted, pending)."""
+
+    id: str
+    message: str
+    status: Literal["updated", "unchanged", "duplicate", "accepted", "pending"]
+    version: int
+    changes: list[dict[str, Any]]
+    conflicts: list[dict[str, Any]]
+    dropped: dict[str, int]
+    job_id: str
+    usage: dict[str, int]
+
+
+class JobView(BaseModel):
+    """An extraction job (one data item)."""
+
+    job_id: str
+    profile: str
+    status: str
+    error: str | None
+    changes: list[dict[str, Any]]
+    conflicts: list[dict[str, Any]]
+    usage: dict[str, int]
+
+
+def upsert_result(result: JobResult, message: str | None) -> UpsertResult:
+    """The tool's answer for a job, with a message written for the model."""
+    status = result.status
+    if status == "done":
+        status = "updated" if result.changes else "unchanged"
+    if message is None:
+        if status == "updated":
+            message = f"updated profile {result.profile_id!r} to version {result.version}: {len(result.changes)} change(s)"
+        else:
+            message = f"nothing new for profile {result.profile_id!r} in this data (version {result.version})"
+        if result.conflicts:
+            message += f"; {len(result.conflicts)} conflict(s) with values set by hand were left unchanged"
+        if result.dropped.get("ungrounded"):
+            message += (
+                f"; {result.dropped['ungrounded']} proposal(s) without a quote from the data were dropped"
+            )
+    return UpsertResult(
+        id=result.profile_id,
+        message=message,
+        status=status,  # type: ignore[arg-type]
+        version=result.version,
+        changes=result.changes,
+        conflicts=result.conflicts,
+        dropped=result.dropped,
+        job_id=result.job_id,
+        usage=result.usage,
+    )
+
+
+def changed_result(result: ChangeResult) -> UpdateProfileResult:
+    """The tool's answer for a structured edit."""
+    return UpdateProfileResult(profile=result.profile, changed=result.changed)
