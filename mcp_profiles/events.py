@@ -16,12 +16,18 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ResourcesListChanged, ResourceUpdated, ServerEvent
-from mcp.types import INVALID_PARAMS, CallToolResult, ListResourcesResult, Resource
+from mcp.types import INVALID_PARAMS, CallToolResult, ListResourcesResult, ListToolsResult, Resource
 
 from .errors import ProfilesError
 from .models import ProfileSummary
 
-__all__ = ["NamespacedBus", "coded_errors_middleware", "paged_resources_middleware"]
+__all__ = [
+    "NamespacedBus",
+    "coded_errors_middleware",
+    "compact_schema",
+    "compact_tool_schemas_middleware",
+    "paged_resources_middleware",
+]
 
 log = logging.getLogger("mcp_profiles")
 
@@ -105,6 +111,8 @@ async def coded_errors_middleware(ctx: ServerRequestContext[Any, Any], call_next
     if ctx.method != "tools/call":
         return result
     if isinstance(result, CallToolResult):
+        if not result.is_error:
+            return result  # the common case: no copy of the whole result
         result = result.model_dump(by_alias=True, exclude_none=True)
     if not isinstance(result, dict) or not result.get("isError"):
         return result
@@ -153,5 +161,75 @@ def paged_resources_middleware(load_page: PageLoader) -> ServerMiddleware[Any]:
                 ),
             )
         return ListResourcesResult(resources=resources, next_cursor=next_cursor)
+
+    return middleware
+
+
+class _Recursive(Exception):
+    """A schema whose ``$defs`` refer to themselves: it cannot be inlined."""
+
+
+def compact_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The same JSON Schema, cheaper to validate: ``$defs`` inlined, and ``anyOf: [T, null]``
+    folded into ``type: [T, "null"]``. Clients that check every result against the tool's
+    output schema (the Python SDK's ``Client`` does, with ``jsonschema``) spend most of a
+    call there; this shape accepts exactly the same documents. Recursive schemas are kept.
+    """
+    defs: dict[str, Any] = schema.get("$defs", {})
+
+    def walk(node: Any, seen: frozenset[str]) -> Any:
+        if isinstance(node, list):
+            return [walk(item, seen) for item in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            name = ref.removeprefix("#/$defs/")
+            if name in seen or name not in defs:
+                raise _Recursive(name)
+            rest = {k: v for k, v in node.items() if k != "$ref"}
+            return walk({**defs[name], **rest}, seen | {name})
+        out = {k: walk(v, seen) for k, v in node.items() if k != "$defs"}
+        if isinstance(out.get("discriminator"), dict):  # its mapping names $defs, which are gone
+            out["discriminator"] = {k: v for k, v in out["discriminator"].items() if k != "mapping"}
+        options = out.get("anyOf")
+        if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
+            other = options[0] if options[1] == {"type": "null"} else options[1]
+            blocked = {"enum", "const", "anyOf", "oneOf", "allOf", "not", "$ref"}
+            if isinstance(other, dict) and isinstance(other.get("type"), str) and not blocked & other.keys():
+                del out["anyOf"]
+                out = {**other, **out, "type": [other["type"], "null"]}
+        return out
+
+    try:
+        compact: dict[str, Any] = walk(schema, frozenset())
+    except _Recursive:
+        return schema
+    return compact
+
+
+def compact_tool_schemas_middleware() -> ServerMiddleware[Any]:
+    """Publish every tool's output schema in its compact form (see :func:`compact_schema`)."""
+    cache: dict[str, tuple[Any, dict[str, Any]]] = {}
+
+    def compact(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+        hit = cache.get(name)
+        if hit is None or hit[0] != schema:
+            hit = cache[name] = (schema, compact_schema(schema))
+        return hit[1]
+
+    async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        result = await call_next(ctx)
+        if ctx.method != "tools/list":
+            return result
+        if isinstance(result, ListToolsResult):
+            for tool in result.tools:
+                if tool.output_schema is not None:
+                    tool.output_schema = compact(tool.name, tool.output_schema)
+        elif isinstance(result, dict):
+            for tool in result.get("tools", []):
+                if isinstance(tool, dict) and isinstance(tool.get("outputSchema"), dict):
+                    tool["outputSchema"] = compact(str(tool.get("name")), tool["outputSchema"])
+        return result
 
     return middleware

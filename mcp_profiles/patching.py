@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .errors import Invalid, TooLarge
-from .models import Attribute, Kind, Profile, normalize_keys
+from .models import ATTRIBUTE_KEY_RE, Attribute, Kind, Profile, normalize_keys
 
 __all__ = ["Limits", "apply_patch", "check_limits", "check_rules", "diff", "merge_patch"]
 
@@ -162,14 +162,15 @@ def apply_patch(
     for key, raw in raw_attrs.items():
         if raw is None:
             attributes.pop(key, None)
-        else:
-            attributes[key] = _attribute(key, raw, old_attrs.get(key), at)
+            continue
+        if not isinstance(key, str) or not ATTRIBUTE_KEY_RE.match(key):
+            raise Invalid(f"attributes.{key}: {_PATTERN_HINTS['attributes']}")
+        attributes[key] = _attribute(key, raw, old_attrs.get(key), at)
     try:
         new = Profile.model_validate({**doc, "attributes": {}})
-        new.attributes = dict(attributes)
-        Profile.model_validate(new.model_dump())  # key syntax of attributes
     except ValidationError as e:
         raise Invalid(_first_error(e)) from None
+    new.attributes = attributes  # each validated above (unchanged ones were valid already)
     check_rules(current, new)
     check_limits(new, limits)
     return new

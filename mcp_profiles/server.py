@@ -29,7 +29,12 @@ from starlette.responses import JSONResponse, Response
 from . import __version__
 from .config import Config
 from .errors import ExtractionFailed, Invalid, NotFound, ProfilesError
-from .events import NamespacedBus, coded_errors_middleware, paged_resources_middleware
+from .events import (
+    NamespacedBus,
+    coded_errors_middleware,
+    compact_tool_schemas_middleware,
+    paged_resources_middleware,
+)
 from .jobs import NO_BACKEND, JobResult
 from .llm import LLM
 from .models import Connection, Kind, Profile, ProfileSummary
@@ -230,7 +235,11 @@ def create_server(
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         subscriptions=bus,
-        middleware=[coded_errors_middleware, paged_resources_middleware(list_page)],
+        middleware=[
+            coded_errors_middleware,
+            compact_tool_schemas_middleware(),
+            paged_resources_middleware(list_page),
+        ],
         log_level="WARNING",
         token_verifier=NamespaceTokens(config.tokens) if auth is not None else None,
         auth=auth,
@@ -460,10 +469,9 @@ def create_server(
         """One profile document as JSON (an alias resolves too)."""
         app = _app(ctx)
         try:
-            doc = await app.service.get_profile(namespace_of(app), ref)
+            return await app.service.get_profile_json(namespace_of(app), ref)
         except ProfilesError as e:
             raise ResourceNotFoundError(str(e)) from None
-        return doc.model_dump_json()
 
     @mcp.resource("profiles://index{?kind,tag,limit}", name="profiles-index", mime_type="application/json")
     async def profiles_index(ctx: Context, kind: str = "", tag: str = "", limit: str = "100") -> str:

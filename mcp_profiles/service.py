@@ -63,11 +63,22 @@ class ProfileService:
     async def get_profile(self, ns: str, ref: str) -> Profile:
         """Raises NotFound when no profile has this id or alias."""
         _check_ref(ref)
-        async with self.store.read() as tx:
+        async with self.store.read(snapshot=False) as tx:
             profile = await tx.get_profile(ns, ref)
         if profile is None:
             raise NotFound(f"profile {ref!r} does not exist")
         return profile
+
+    async def get_profile_json(self, ns: str, ref: str) -> str:
+        """The document as JSON text, straight from the store (no parse and re-dump).
+
+        Raises NotFound when no profile has this id or alias."""
+        _check_ref(ref)
+        async with self.store.read(snapshot=False) as tx:
+            text = await tx.document_json(ns, ref)
+        if text is None:
+            raise NotFound(f"profile {ref!r} does not exist")
+        return text
 
     async def list_profiles(
         self,
@@ -86,7 +97,7 @@ class ProfileService:
             raise Invalid(f"limit: must be between 1 and {MAX_LIST}")
         if query is not None and len(query) > 500:
             raise Invalid("query: at most 500 characters")
-        async with self.store.read() as tx:
+        async with self.store.read(snapshot=False) as tx:
             return await tx.list_profiles(
                 ns, kind=kind, tag=tag or None, query=query or None, limit=limit, cursor=cursor or None
             )
@@ -206,7 +217,7 @@ class ProfileService:
             return ChangeResult(current, [])
         await self._check_references(tx, ns, current, new)
         new.version, new.created_at, new.updated_at = current.version + 1, current.created_at, at
-        await tx.update_profile(ns, pk, new, current.version)
+        await tx.update_profile(ns, pk, new, current.version, previous=current)
         await tx.add_revision(ns, pk, new, actor=actor, reason=reason, changes=changes)
         return ChangeResult(new, [c["path"] for c in changes], changes=changes)
 

@@ -192,9 +192,14 @@ class ProfileStore:
     # ---- reads ------------------------------------------------------------------
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[ReadTx]:
-        """A consistent read view (one read transaction)."""
+    async def read(self, *, snapshot: bool = True) -> AsyncIterator[ReadTx]:
+        """A consistent read view (one read transaction). ``snapshot=False`` skips the
+        explicit transaction, two trips to the database thread, for reads of one statement
+        (each statement is consistent on its own)."""
         async with self._lock:
+            if not snapshot:
+                yield ReadTx(self._db)
+                return
             await self._db.execute("BEGIN")
             try:
                 yield ReadTx(self._db)
@@ -241,14 +246,13 @@ class ReadTx:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
 
-    async def _one(self, sql: str, params: Sequence[Any]) -> sqlite3.Row | None:
-        async with self._db.execute(sql, params) as cur:
-            row: Any = await cur.fetchone()
-        return row  # type: ignore[no-any-return]
+    async def _one(self, sql: str, params: Sequence[Any]) -> Any:
+        # One hop to the database thread (execute + fetch + close), not three.
+        rows = await self._db.execute_fetchall(sql, params)
+        return next(iter(rows), None)
 
     async def _all(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        async with self._db.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return list(await self._db.execute_fetchall(sql, params))
 
     async def locate(self, ns: str, ref: str) -> tuple[int, Profile] | None:
         """Find a profile by id, else by alias; returns (internal key, document)."""
@@ -258,6 +262,14 @@ class ReadTx:
         if row is None:
             return None
         return int(row[0]), Profile.model_validate_json(row[1])
+
+    async def document_json(self, ns: str, ref: str) -> str | None:
+        """The stored JSON text of a profile named by id or alias, not parsed: every writer
+        stores ``Profile.model_dump_json()``, so this is the served document as it is."""
+        row = await self._one(
+            "SELECT document FROM profiles WHERE namespace = ? AND id = ?", (ns, ref)
+        ) or await self._one("SELECT document FROM profiles WHERE namespace = ? AND alias = ?", (ns, ref))
+        return str(row[0]) if row else None
 
     async def profile_by_key(self, pk: int) -> Profile | None:
         """The document behind an internal key (None once deleted)."""
@@ -561,8 +573,11 @@ class WriteTx(ReadTx):
         await self._index(pk, ns, profile, new=True)
         return pk
 
-    async def update_profile(self, ns: str, pk: int, profile: Profile, expected_version: int) -> None:
-        """Replace the document if it is still at ``expected_version``.
+    async def update_profile(
+        self, ns: str, pk: int, profile: Profile, expected_version: int, *, previous: Profile | None = None
+    ) -> None:
+        """Replace the document if it is still at ``expected_version``. With ``previous`` (the
+        document being replaced) the tag rows are rewritten only when the tags changed.
 
         Raises:
             Conflict: another writer got there first.
@@ -586,16 +601,28 @@ class WriteTx(ReadTx):
             raise Conflict(f"alias {profile.alias!r} is already taken") from None
         if cur.rowcount != 1:
             raise Conflict(f"profile {profile.id!r} changed while it was being updated; retry")
-        await self._index(pk, ns, profile, new=False)
-
-    async def _index(self, pk: int, ns: str, profile: Profile, *, new: bool) -> None:
-        if not new:
-            await self._db.execute("DELETE FROM profiles_fts WHERE rowid = ?", (pk,))
-            await self._db.execute("DELETE FROM profile_tags WHERE profile_pk = ?", (pk,))
-        await self._db.execute(
-            "INSERT INTO profiles_fts (rowid, name, alias, summary, attrs) VALUES (?, ?, ?, ?, ?)",
-            (pk, profile.name or "", profile.alias or "", profile.summary or "", profile.search_text()),
+        await self._index(
+            pk, ns, profile, new=False, tags_changed=previous is None or previous.tags != profile.tags
         )
+
+    async def _index(
+        self, pk: int, ns: str, profile: Profile, *, new: bool, tags_changed: bool = True
+    ) -> None:
+        text = (profile.name or "", profile.alias or "", profile.summary or "", profile.search_text())
+        if new:
+            await self._db.execute(
+                "INSERT INTO profiles_fts (rowid, name, alias, summary, attrs) VALUES (?, ?, ?, ?, ?)",
+                (pk, *text),
+            )
+        else:  # one statement (one hop to the database thread) instead of DELETE + INSERT
+            await self._db.execute(
+                "UPDATE profiles_fts SET name = ?, alias = ?, summary = ?, attrs = ? WHERE rowid = ?",
+                (*text, pk),
+            )
+        if not tags_changed:
+            return
+        if not new:
+            await self._db.execute("DELETE FROM profile_tags WHERE profile_pk = ?", (pk,))
         if profile.tags:
             await self._db.executemany(
                 "INSERT OR IGNORE INTO profile_tags (namespace, tag, id, profile_pk) VALUES (?, ?, ?, ?)",
