@@ -294,3 +294,13 @@ def test_batches_coalesce_consecutive_items_up_to_the_budget() -> None:
     assert plan_batches(items, 100) == [["a", "b"], ["c"], ["d"], ["e"]]
     assert plan_batches([], 100) == []
     assert plan_batches([("a", 1), ("b", 1)], 2) == [["a", "b"]]
+
+
+def test_system_prompts_say_how_to_read_each_input_type() -> None:
+    from mcp_profiles.prompts import load_prompt
+
+    user, assistant = load_prompt("user"), load_prompt("assistant")
+    for input_type in ("`chat history`", "`activity log`", "`json`", "`markdown`"):
+        assert input_type in user
+    for input_type in ("`character description`", "`chat history`", "`json`"):
+        assert input_type in assistant
