@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ __all__ = [
 
 log = logging.getLogger("mcp_profiles")
 
+MAX_SESSIONS = 256
 _CODES = ("not_found", "invalid", "conflict", "too_large", "extraction_failed", "unauthorized")
 _PREFIX = re.compile(r"^Error executing tool [^:]+(?::\s*)?", re.S)
 
@@ -53,6 +55,7 @@ class NamespacedBus:
     def __init__(self, default_namespace: str = "default") -> None:
         self.default_namespace = default_namespace
         self._listeners: dict[object, tuple[str, Callable[[ServerEvent], None]]] = {}
+        self._sessions: dict[str, OrderedDict[int, Any]] = {}
 
     def _current(self) -> str:
         return _token_namespace() or self.default_namespace
@@ -77,6 +80,37 @@ class NamespacedBus:
         await self.publish_in(namespace, ResourceUpdated(uri=uri))
         if listed:
             await self.publish_in(namespace, ResourcesListChanged())
+
+    def remember_session(self, namespace: str, session: Any) -> None:
+        """Keep the latest request session of a handshake-era connection (keyed by the
+        connection's own initialize params), so writes it did not make reach it too. At
+        most ``MAX_SESSIONS`` a namespace; a session that fails to receive is forgotten."""
+        params = getattr(session, "client_params", None)
+        if params is None:
+            return
+        sessions = self._sessions.setdefault(namespace, OrderedDict())
+        sessions[id(params)] = session
+        sessions.move_to_end(id(params))
+        while len(sessions) > MAX_SESSIONS:
+            sessions.popitem(last=False)
+
+    async def notify_sessions(self, namespace: str, uri: str, *, listed: bool) -> None:
+        """Resource-updated (and list-changed) to every known handshake-era connection of a
+        namespace: 2025-era clients have no ``subscriptions/listen``, only these."""
+        sessions = self._sessions.get(namespace, OrderedDict())
+        for key, session in list(sessions.items()):
+            try:
+                await session.send_resource_updated(uri)
+                if listed:
+                    await session.send_resource_list_changed()
+            except Exception:  # a closed connection: forget it, never fail the writer
+                log.debug("session notification not delivered", exc_info=True)
+                sessions.pop(key, None)
+
+    async def announce(self, namespace: str, uri: str, *, listed: bool) -> None:
+        """A change in both protocol eras: listeners of the namespace and its sessions."""
+        await self.publish_for(namespace, uri, listed=listed)
+        await self.notify_sessions(namespace, uri, listed=listed)
 
     def subscribe(self, listener: Callable[[ServerEvent], None]) -> Callable[[], None]:
         """Register a listener in the caller's namespace; returns the unsubscribe."""

@@ -55,7 +55,7 @@ async def open_app(
         service = ProfileService(store, config)
 
         async def on_change(ns: str, profile_id: str) -> None:
-            await bus.publish_for(ns, f"profile://{profile_id}", listed=False)
+            await bus.announce(ns, f"profile://{profile_id}", listed=False)
 
         extractor = Extractor(store, service, config, llm, on_change=on_change)
         app = AppContext(config, store, service, bus, extractor)

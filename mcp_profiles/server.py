@@ -22,6 +22,7 @@ from mcp.server.mcpserver import Context, Resolve, Sample
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.server.mcpserver.prompts.base import UserMessage
 from mcp.types import CallToolResult, CreateMessageResult, SamplingMessage, TextContent, ToolAnnotations
+from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -113,6 +114,8 @@ def namespace_of(app: AppContext) -> str:
 def _app(ctx: Context) -> AppContext:
     app: Any = ctx.request_context.lifespan_context
     assert isinstance(app, AppContext)
+    if ctx.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS:  # no subscriptions/listen: notify the session
+        app.bus.remember_session(namespace_of(app), ctx.session)
     return app
 
 
@@ -130,22 +133,11 @@ def coded(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     return wrapper
 
 
-async def publish_change(ctx: Context, profile_id: str, *, listed: bool, modern: bool = True) -> None:
-    """Resource-updated (and list-changed when a profile appears or goes) in both eras.
-
-    ``modern=False`` skips the subscriptions bus when the writer (the extraction job)
-    has already published there.
-    """
+async def publish_change(ctx: Context, profile_id: str, *, listed: bool) -> None:
+    """Resource-updated (and list-changed when a profile appears or goes) in both eras:
+    to ``subscriptions/listen`` listeners and to every handshake-era session of the namespace."""
     app = _app(ctx)
-    uri = f"profile://{profile_id}"
-    if modern:
-        await app.bus.publish_for(namespace_of(app), uri, listed=listed)
-    try:
-        await ctx.session.send_resource_updated(uri)
-        if listed:
-            await ctx.session.send_resource_list_changed()
-    except Exception:  # a vanished legacy session must not fail a committed write
-        log.warning("change notification not delivered to the session", exc_info=True)
+    await app.bus.announce(namespace_of(app), f"profile://{profile_id}", listed=listed)
 
 
 ProfileRef = Annotated[
@@ -437,8 +429,6 @@ def create_server(
                 f"{result.error} (the data is kept as job {item.id}; send the same data again to retry, "
                 "or run 'mcp-profiles process --retry-failed')"
             )
-        if result.changes:
-            await publish_change(ctx, item.profile_id, listed=False, modern=False)
         return upsert_result(result, None)
 
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True))

@@ -429,3 +429,42 @@ async def test_worker_flushes_items_older_than_the_wait(tmp_path: Any) -> None:
         await app.extractor.submit("default", "u", "User: I live in Oslo.", "chat history", None)
         assert await app.extractor.drain(flush=False) == 1
     assert len(api.requests) == 1
+
+
+async def test_background_extraction_and_other_writers_notify_handshake_era_sessions(config: Config) -> None:
+    from mcp import Client
+
+    from mcp_profiles.server import create_server
+
+    seen: list[str] = []
+
+    async def on_message(message: Any) -> None:
+        method = getattr(message, "method", "")
+        if method.startswith("notifications/resources/"):
+            seen.append(f"{method} {getattr(getattr(message, 'params', None), 'uri', '')}")
+
+    api = MessagesAPI(when_empty="echo")
+    async with open_app(config, llm=anthropic_llm(api)) as app:
+        server = create_server(config, app=app)
+        async with (
+            Client(server, mode="legacy", message_handler=on_message) as watcher,
+            Client(server) as writer,
+        ):
+            await watcher.call_tool("list_profiles", {})  # the watcher's session is now known
+            await writer.call_tool("update_profile", {"profile": "u", "create": True, "patch": {"name": "U"}})
+            result = await writer.call_tool(
+                "upsert_profile_from_data", {"profile": "u", "data": CHAT, "wait": False}
+            )
+            job_id = result.structured_content["job_id"]
+            with anyio.fail_after(10):
+                while (await writer.call_tool("get_job", {"job_id": job_id})).structured_content[
+                    "status"
+                ] != "done":
+                    await anyio.sleep(0.02)
+                while len(seen) < 3:
+                    await anyio.sleep(0.02)
+    assert seen == [
+        "notifications/resources/updated profile://u",
+        "notifications/resources/list_changed ",
+        "notifications/resources/updated profile://u",
+    ]
