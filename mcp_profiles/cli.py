@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import textwrap
@@ -167,16 +168,25 @@ async def cmd_history(args: argparse.Namespace, config: Config) -> int:
 
 async def cmd_export(args: argparse.Namespace, config: Config) -> int:
     """Write JSON lines: each profile with every revision and raw data item."""
-    out = open(args.output, "w", encoding="utf-8") if args.output not in (None, "-") else sys.stdout  # noqa: SIM115
+    to_file = args.output not in (None, "-")
+    # A file is written beside its target and renamed only when complete: a failed export
+    # never destroys an earlier backup.
+    partial = Path(f"{args.output}.partial") if to_file else None
+    out = partial.open("w", encoding="utf-8") if partial else sys.stdout
     count = 0
     try:
         async with _service(config) as svc:
             async for record in svc.export(config.namespace, args.profiles or None):
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
                 count += 1
-    finally:
-        if out is not sys.stdout:
+    except BaseException:
+        if partial:
             out.close()
+            partial.unlink(missing_ok=True)
+        raise
+    if partial:
+        out.close()
+        os.replace(partial, args.output)
     print(f"exported {count} profile(s)", file=sys.stderr)
     return 0
 
@@ -320,7 +330,7 @@ async def cmd_process(args: argparse.Namespace, config: Config) -> int:
             results = await ex.process(config.namespace, found[0], _Bar(args.profile))
             count, failed = len(results), sum(r.status == "failed" for r in results)
         else:
-            count = await ex.drain()
+            count = await ex.drain(namespace=config.namespace)
             stats = await app.service.stats(config.namespace)
             failed = stats["items"].get("failed", 0)
     print(f"processed {count} item(s); {failed} failed (see 'mcp-profiles stats')")

@@ -118,14 +118,14 @@ class Config:
 
 
 def _coerce(name: str, raw: str) -> Any:
-    if name in ("confidence_floor", "llm_timeout", "max_batch_wait"):
-        return float(raw)
-    if name in ("batch_tokens", "min_batch_tokens", "max_output_tokens", "llm_max_retries"):
-        return int(raw)
     if name == "confidence_floor" and not 0.0 <= float(raw) <= 1.0:
         raise ValueError(raw)
     if name == "batch_tokens" and int(raw) < 500:
         raise ValueError(raw)
+    if name in ("confidence_floor", "llm_timeout", "max_batch_wait"):
+        return float(raw)
+    if name in ("batch_tokens", "min_batch_tokens", "max_output_tokens", "llm_max_retries"):
+        return int(raw)
     if name == "extraction" and raw not in ("auto", "none"):
         raise ValueError(raw)
     if name == "allow_sensitive":

@@ -120,13 +120,15 @@ def _share(usage: Usage, weights: list[int]) -> list[Usage]:
 
 
 def _alive(owner: str | None) -> bool:
-    """Whether a claim's owner process still runs (only knowable on this host)."""
+    """Whether a claim's owner process (not this one) still runs; only knowable on this host."""
     if not owner:
         return False
     host, _, rest = owner.partition(":")
     pid = rest.partition(":")[0]
     if host != socket.gethostname() or not pid.isdigit():
         return True
+    if int(pid) == os.getpid():  # our pid, not our claim: a restart reused it (pid 1 in a container)
+        return False
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -246,7 +248,23 @@ class Extractor:
     async def run_items(
         self, ns: str, pk: int, kind: Kind, items: list[DataItem], llm: LLM, progress: Progress | None = None
     ) -> list[JobResult]:
-        """Extract claimed items in as few calls as the budget allows."""
+        """Extract claimed items in as few calls as the budget allows.
+
+        Whatever interrupts the work (a cancelled ``wait: true`` call, a database error)
+        puts the items it claimed and did not finish back in the queue.
+        """
+        try:
+            return await self._run_items(ns, pk, kind, items, llm, progress)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                async with self.store.write() as tx:
+                    current = await tx.items_by_id([item.id for item in items])
+                    await tx.requeue([item.id for item in current if item.status == "processing"])
+            raise
+
+    async def _run_items(
+        self, ns: str, pk: int, kind: Kind, items: list[DataItem], llm: LLM, progress: Progress | None
+    ) -> list[JobResult]:
         budget = max(500, self.config.batch_tokens)
         chunks: list[DataChunk] = []
         for item in items:
@@ -404,7 +422,8 @@ class Extractor:
         sha = hashlib.sha256(data.encode("utf-8", "surrogatepass")).hexdigest()
         async with self.store.read() as tx:
             found = await tx.locate(ns, ref)
-            if found is not None and await tx.item_by_sha(found[0], sha) is not None:
+            existing = await tx.item_by_sha(found[0], sha) if found is not None else None
+            if existing is not None and existing.status != "failed":  # a failed one is tried again
                 return None
         if estimate_tokens(data) > max(500, self.config.batch_tokens):
             return None
@@ -474,7 +493,7 @@ class Extractor:
             stale = [
                 item_id
                 for item_id, owner, at in await tx.processing_claims()
-                if owner != self.owner and (not _alive(owner) or (at or 0) < time.time() - self.lease_seconds)
+                if (owner != self.owner and not _alive(owner)) or (at or 0) < time.time() - self.lease_seconds
             ]
             if stale:
                 await tx.requeue(stale)
@@ -494,8 +513,9 @@ class Extractor:
         oldest = datetime.fromisoformat(min(i.created_at for i in pending).replace("Z", "+00:00"))
         return (datetime.now(UTC) - oldest).total_seconds() >= self.config.max_batch_wait
 
-    async def drain(self, *, flush: bool = True) -> int:
-        """Process every profile with pending items; returns how many items were processed.
+    async def drain(self, *, flush: bool = True, namespace: str | None = None) -> int:
+        """Process every profile with pending items (of one namespace, when given); returns
+        how many items were processed. A profile that fails is skipped, not the whole queue.
 
         With ``flush=False`` (the background worker), a profile whose pending items are
         below ``Config.min_batch_tokens`` waits (up to ``max_batch_wait``) so that more
@@ -511,12 +531,19 @@ class Extractor:
                 queued = [(ns, pk) for ns, pk in queued if await self._ready(ns, pk)]
             if not queued:
                 return done
+            progressed = False
             for ns, pk in queued:
+                if namespace is not None and ns != namespace:
+                    continue
                 try:
-                    done += len(await self.process(ns, pk))
+                    processed = len(await self.process(ns, pk))
                 except Exception:  # one bad profile must not stop the queue
                     log.exception("extraction of a queued profile failed")
-                    return done
+                    continue
+                done += processed
+                progressed = progressed or processed > 0
+            if not progressed:
+                return done
 
     async def retry_failed(self, ns: str, ref: str | None = None) -> int:
         """Queue failed items again (of one profile, or of the namespace)."""

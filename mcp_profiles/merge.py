@@ -35,6 +35,8 @@ DROP_REASONS = ("ungrounded", "low_confidence", "sensitive", "invalid_key", "pro
 MAX_SUMMARY_CHARS = 4000
 MAX_EVIDENCE = 20
 _MIN_QUOTE_CHARS = 3
+_MIN_ELIDED_CHARS = 12
+_MAX_ELIDED_SPAN = 400
 
 # A key is sensitive when a word of its topic names a sensitive category, or a word of the
 # rest of it does unambiguously. "medical" is sensitive as a topic but not inside a key
@@ -115,22 +117,31 @@ def is_protected(key: str) -> bool:
 def _find(quote: str, hint: str | None, chunks: list[tuple[DataChunk, str]]) -> str | None:
     """The data_id of the chunk the quote occurs in, or None when it occurs nowhere.
 
-    A quote elided with "..." counts when its parts occur in order in one chunk.
+    A quote elided with "..." counts when its parts (at most three, each at least three
+    characters, twelve in all) occur in order in one chunk, close together: otherwise
+    scraps like "i...a...e" would be found in almost any text.
     """
     parts = [p.strip() for p in normalize_text(quote).split("...")]
     parts = [p for p in parts if p]
     if sum(len(p) for p in parts) < _MIN_QUOTE_CHARS:
         return None
+    if len(parts) > 1 and (
+        len(parts) > 3 or min(map(len, parts)) < 3 or sum(map(len, parts)) < _MIN_ELIDED_CHARS
+    ):
+        return None
     ordered = sorted(chunks, key=lambda c: c[0].data_id != hint)
     for chunk, text in ordered:
-        position = 0
-        for part in parts:
-            position = text.find(part, position)
-            if position < 0:
-                break
-            position += len(part)
-        else:
-            return chunk.data_id
+        start = text.find(parts[0])
+        while start >= 0:
+            position = start + len(parts[0])
+            for part in parts[1:]:
+                position = text.find(part, position, start + _MAX_ELIDED_SPAN)
+                if position < 0:
+                    break
+                position += len(part)
+            else:
+                return chunk.data_id
+            start = text.find(parts[0], start + 1)
     return None
 
 
@@ -192,10 +203,18 @@ def merge_extraction(
             continue
         attributes[key] = _set(old, op, evidence, at)
 
-    summary = current.summary
-    if extraction.summary and extraction.summary.strip():
-        summary = extraction.summary.strip()[:MAX_SUMMARY_CHARS]
-    new = current.model_copy(update={"attributes": attributes, "summary": summary})
+    summary, summary_source = current.summary, current.summary_source
+    proposed = (extraction.summary or "").strip()[:MAX_SUMMARY_CHARS]
+    if proposed and proposed != current.summary:
+        if current.summary and current.summary_source == "manual":
+            conflicts.append(
+                {"key": "summary", "current": current.summary, "proposed": proposed, "evidence": None}
+            )
+        else:
+            summary, summary_source = proposed, "extracted"
+    new = current.model_copy(
+        update={"attributes": attributes, "summary": summary, "summary_source": summary_source}
+    )
     return MergeResult(profile=new, changes=diff(current, new), conflicts=conflicts, dropped=dropped)
 
 

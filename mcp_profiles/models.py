@@ -110,6 +110,7 @@ class Profile(_Model):
     alias: Alias | None = None
     name: ShortText | None = None
     summary: Annotated[str, StringConstraints(max_length=4000)] | None = None
+    summary_source: Source | None = None
     attributes: dict[AttributeKey, Attribute] = Field(default_factory=dict)
     tags: list[Tag] = Field(default_factory=list)
     metadata: dict[str, JsonValue] = Field(default_factory=dict)

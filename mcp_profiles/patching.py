@@ -153,6 +153,8 @@ def apply_patch(
     if current is not None and not replace:
         base = current.model_dump(exclude={"attributes"})
     doc = merge_patch(base, patch)
+    if "summary" in patch and "summary_source" not in patch:  # a summary written by hand
+        doc["summary_source"] = "manual" if patch["summary"] is not None else None
     doc["id"] = current.id if current else profile_id
     doc.setdefault("kind", current.kind if current else kind)
     if current is not None:
@@ -226,7 +228,7 @@ def check_limits(profile: Profile, limits: Limits) -> None:
 
 
 _NESTED = ("attributes", "model", "settings", "metadata")
-_IGNORED = {"version", "created_at", "updated_at"}
+_IGNORED = {"version", "created_at", "updated_at", "summary_source"}
 
 
 def diff(old: Profile | None, new: Profile) -> list[dict[str, Any]]:

@@ -379,6 +379,7 @@ class ProfileService:
                     item["content"],
                     item.get("input_type"),
                     item["created_at"],
+                    attempts=int(item.get("attempts", 0)),
                 )
                 status = item["status"] if item["status"] != "processing" else "pending"
                 await tx.set_items_status(

@@ -200,26 +200,37 @@ class ProfileStore:
             if not snapshot:
                 yield ReadTx(self._db)
                 return
-            await self._db.execute("BEGIN")
+            await self._control("BEGIN")
             try:
                 yield ReadTx(self._db)
             finally:
-                await self._db.execute("COMMIT")
+                await self._control("COMMIT")
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[WriteTx]:
         """A write transaction: commits when the block ends, rolls back if it raises."""
         async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
+            await self._control("BEGIN IMMEDIATE")
             tx = WriteTx(self._db)
             try:
                 yield tx
+                await self._control("COMMIT")
             except BaseException:
-                await self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    await self._control("ROLLBACK")
                 raise
-            await self._db.execute("COMMIT")
         if tx.erased:
             await self._compact_after_erasure()
+
+    async def _control(self, statement: str) -> None:
+        """BEGIN, COMMIT or ROLLBACK, shielded from cancellation.
+
+        A cancelled request (a client's ``notifications/cancelled``, a dropped HTTP
+        connection) must not leave the shared connection inside a transaction: the
+        database thread runs the statement anyway, and nothing would ever end it.
+        """
+        with anyio.CancelScope(shield=True):
+            await self._db.execute(statement)
 
     async def _compact_after_erasure(self) -> None:
         """Empty the WAL file, which still holds the pages as they were before the erasure."""
@@ -699,14 +710,33 @@ class WriteTx(ReadTx):
         return cur.rowcount == 1
 
     async def add_item(
-        self, item_id: str, ns: str, pk: int, sha256: str, content: str, input_type: str | None, at: str
+        self,
+        item_id: str,
+        ns: str,
+        pk: int,
+        sha256: str,
+        content: str,
+        input_type: str | None,
+        at: str,
+        *,
+        attempts: int = 0,
     ) -> None:
-        """Store raw data as a pending job, before any model is called."""
-        await self._db.execute(
-            "INSERT INTO data_items (id, namespace, profile_pk, sha256, content, input_type, status, created_at, "
-            "updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
-            (item_id, ns, pk, sha256, content, input_type, at, at),
-        )
+        """Store raw data as a pending job, before any model is called.
+
+        Raises:
+            Conflict: an item with this id already exists (an import into the same file).
+        """
+        try:
+            await self._db.execute(
+                "INSERT INTO data_items (id, namespace, profile_pk, sha256, content, input_type, status, "
+                "attempts, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                (item_id, ns, pk, sha256, content, input_type, attempts, at, at),
+            )
+        except sqlite3.IntegrityError:
+            raise Conflict(
+                f"data item {item_id!r} already exists in this database (imported before, perhaps into "
+                "another namespace); import into a fresh database file"
+            ) from None
 
     async def set_items_status(
         self,

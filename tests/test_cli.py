@@ -168,3 +168,35 @@ def test_update_and_delete_from_the_terminal(capsys: Any, config: Config) -> Non
     assert code == 0 and "deleted bob: 1 version(s)" in out
     code, _, err = run(capsys, "show", "bob")
     assert code == 1 and "not_found" in err
+
+
+def test_a_failed_export_keeps_the_earlier_backup(capsys: Any, config: Config, tmp_path: Path) -> None:
+    seed(config)
+    backup = tmp_path / "backup.jsonl"
+    assert run(capsys, "export", "-o", str(backup))[0] == 0
+    before = backup.read_text()
+    code, _, err = run(capsys, "export", "alice", "nobody", "-o", str(backup))
+    assert code == 1 and "not_found" in err
+    assert backup.read_text() == before and not (tmp_path / "backup.jsonl.partial").exists()
+
+
+def test_importing_data_items_twice_into_one_file_is_a_coded_conflict(
+    capsys: Any, config: Config, tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("User: I teach maths in Lyon.\n")
+    assert run(capsys, "ingest", "carol", str(notes), "--no-wait")[0] == 0
+    dump = tmp_path / "carol.jsonl"
+    assert run(capsys, "export", "carol", "-o", str(dump))[0] == 0
+    code, _, err = run(capsys, "import", str(dump), "--namespace", "other")
+    assert code == 1 and "conflict:" in err and "line 1: data item" in err and "already exists" in err
+
+
+def test_settings_out_of_range_are_refused() -> None:
+    from mcp_profiles.config import Config as Cfg
+    from mcp_profiles.errors import Invalid
+
+    for name, value in (("CONFIDENCE_FLOOR", "7"), ("CONFIDENCE_FLOOR", "-3"), ("BATCH_TOKENS", "3")):
+        with pytest.raises(Invalid, match=f"MCP_PROFILES_{name}"):
+            Cfg.from_env({f"MCP_PROFILES_{name}": value})
+    assert Cfg.from_env({"MCP_PROFILES_CONFIDENCE_FLOOR": "0.7"}).confidence_floor == 0.7

@@ -87,3 +87,9 @@ def test_diff_names_nested_paths_and_ignores_bookkeeping() -> None:
     new = patch(old, {"name": "B", "attributes": {"a.b": None, "a.c": 2}})
     new.version = 7
     assert [c["path"] for c in diff(old, new)] == ["name", "attributes.a.b", "attributes.a.c"]
+
+
+def test_a_summary_in_a_patch_is_marked_as_written_by_hand() -> None:
+    doc = patch(None, {"summary": "Mine."})
+    assert doc.summary_source == "manual"
+    assert patch(doc, {"summary": None}).summary_source is None

@@ -98,3 +98,35 @@ async def test_namespaces_are_separate(tmp_path: Path) -> None:
             assert (await tx.get_profile("b", "x")).name == "B"  # type: ignore[union-attr]
             page, _ = await tx.list_profiles("a", query="B")
             assert page == []
+
+
+async def test_cancelled_calls_never_leave_the_connection_in_a_transaction(tmp_path: Path) -> None:
+    import random
+
+    import anyio
+
+    from mcp_profiles.config import Config
+    from mcp_profiles.service import ProfileService
+
+    config = Config(db=str(tmp_path / "p.sqlite3"))
+    rng = random.Random(7)
+    async with ProfileStore.open(config.db_path) as store:
+        svc = ProfileService(store, config)
+        await svc.update_profile("ns", "u", {"name": "U"}, create=True)
+        completed = 0
+        for i in range(200):
+            with anyio.move_on_after(rng.uniform(0, 0.003)):
+                if i % 2:
+                    await svc.update_profile("ns", "u", {"attributes": {f"work.k{i}": i}})
+                    completed += 1
+                else:
+                    await svc.history("ns", "u", 5)
+        assert not store._db.in_transaction
+        result = await svc.update_profile("ns", "u", {"name": "after"})
+        assert result.profile.name == "after"
+        assert await store.integrity_check() == "ok"
+        async with store.read() as tx:
+            profile = await tx.get_profile("ns", "u")
+            assert profile is not None
+            revisions = await tx.history("ns", 1, 200)
+        assert len(revisions) == profile.version  # every committed version has its revision

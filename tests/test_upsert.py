@@ -468,3 +468,61 @@ async def test_background_extraction_and_other_writers_notify_handshake_era_sess
         "notifications/resources/list_changed ",
         "notifications/resources/updated profile://u",
     ]
+
+
+class _HangingLLM:
+    """A model that never answers (the call is cancelled by the caller)."""
+
+    name = "hanging"
+
+    async def complete(self, request: Any, repair: Any = None) -> Any:
+        await anyio.sleep_forever()
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_cancelled_wait_puts_its_items_back_in_the_queue(config: Config) -> None:
+    async with open_app(config, llm=_HangingLLM(), worker=False) as app:  # type: ignore[arg-type]
+        ex = app.extractor
+        item, _, _ = await ex.submit("default", "u", CHAT, None, None)
+        with anyio.move_on_after(0.2):
+            await ex.wait_for("default", item)
+        assert (await ex.job("default", item.id)).status == "pending"
+
+
+async def test_claims_of_a_reused_pid_are_recovered_at_once(config: Config) -> None:
+    import os
+    import socket
+
+    async with open_app(config, worker=False) as app:
+        item, _, _ = await app.extractor.submit("default", "u", CHAT, None, None)
+    con = sqlite3.connect(config.db_path)
+    owner = f"{socket.gethostname()}:{os.getpid()}:an-earlier-run"
+    con.execute("UPDATE data_items SET status = 'processing', claimed_by = ?, claimed_at = ?", (owner, 4e9))
+    con.commit()
+    async with open_app(config, worker=False) as app:
+        assert await app.extractor.recover() == 1
+        assert (await app.extractor.job("default", item.id)).status == "pending"
+
+
+async def test_a_failed_sampled_item_is_sampled_again_when_resent(connect: Any) -> None:
+    answers = [
+        "not json at all",
+        json.dumps({"operations": [op("work.role", "backend engineer", "a backend engineer")]}),
+    ]
+
+    async def sampler(ctx: ClientRequestContext, params: CreateMessageRequestParams) -> CreateMessageResult:
+        return CreateMessageResult(
+            role="assistant",
+            model="client-llm",
+            stop_reason="endTurn",
+            content=TextContent(type="text", text=answers.pop(0)),
+        )
+
+    async with connect(sampling_callback=sampler) as client:
+        first = await client.call_tool("upsert_profile_from_data", {"profile": "u", "data": CHAT})
+        assert first.is_error and text(first).startswith("extraction_failed: the client's model")
+        again = await client.call_tool("upsert_profile_from_data", {"profile": "u", "data": CHAT})
+        assert again.structured_content["status"] == "updated", text(again)
+    assert answers == []
