@@ -22,6 +22,7 @@ __all__ = [
     "UpdateProfileResult",
     "UpsertResult",
     "changed_result",
+    "job_view",
     "upsert_result",
 ]
 
@@ -113,6 +114,19 @@ def upsert_result(result: JobResult, message: str | None) -> UpsertResult:
         dropped=result.dropped,
         job_id=result.job_id,
         usage=result.usage,
+    )
+
+
+def job_view(job: JobResult) -> JobView:
+    """The get_job answer for a job."""
+    return JobView(
+        job_id=job.job_id,
+        profile=job.profile_id,
+        status=job.status,
+        error=job.error,
+        changes=job.changes,
+        conflicts=job.conflicts,
+        usage=job.usage,
     )
 
 

@@ -49,6 +49,7 @@ from .results import (
     UpdateProfileResult,
     UpsertResult,
     changed_result,
+    job_view,
     upsert_result,
 )
 from .runtime import AppContext, open_app
@@ -441,16 +442,7 @@ def create_server(
     ) -> JobView:
         """The state of an extraction job: pending, processing, done or failed, and what it changed."""
         app = _app(ctx)
-        job = await app.extractor.job(namespace_of(app), job_id)
-        return JobView(
-            job_id=job.job_id,
-            profile=job.profile_id,
-            status=job.status,
-            error=job.error,
-            changes=job.changes,
-            conflicts=job.conflicts,
-            usage=job.usage,
-        )
+        return job_view(await app.extractor.job(namespace_of(app), job_id))
 
     # ---- resources ------------------------------------------------------------------
 
