@@ -110,7 +110,7 @@ def scripted_extraction(profile_id: str, data: str) -> list[Answer]:
                     "key": "interests.second",
                     "value": ["second", 2],
                     "confidence": 0.8,
-                    "evidence": f"{' '.join(words[:2])} ... {' '.join(words[-2:])}",
+                    "evidence": f"{' '.join(words[:3])} ... {' '.join(words[-3:])}",
                 },
                 {
                     "op": "set",
