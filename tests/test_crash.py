@@ -69,7 +69,11 @@ def _kill(proc: subprocess.Popen[str]) -> list[str]:
     return out.splitlines()
 
 
-def _check_acks(db: Path, acks: list[tuple[str, str, int]]) -> None:
+def _check_acks(db: Path, acks: list[tuple[str, str, int]], *, in_order: bool = True) -> None:
+    """Every acknowledged write is present, and no version was acknowledged twice.
+
+    ``in_order``: acknowledgements were read from one sequential writer, so they arrive in
+    commit order. Concurrent requests on one session may be answered in any order."""
     by_profile: dict[str, list[int]] = defaultdict(list)
     docs: dict[str, dict[str, Any]] = {}
     for profile, key, version in acks:
@@ -78,7 +82,9 @@ def _check_acks(db: Path, acks: list[tuple[str, str, int]]) -> None:
         assert doc["version"] >= version
         by_profile[profile].append(version)
     for versions in by_profile.values():
-        assert versions == sorted(versions) and len(set(versions)) == len(versions)
+        assert len(set(versions)) == len(versions), "a version was acknowledged twice"
+        if in_order:
+            assert versions == sorted(versions)
 
 
 def test_sigkill_during_a_burst_of_writes_loses_no_acknowledged_write(tmp_path: Path) -> None:
@@ -166,7 +172,7 @@ async def test_sigkill_of_the_stdio_server_mid_burst(tmp_path: Path) -> None:
         assert killed
         assert integrity_check(db) == "ok"
         versions_consistent(db)
-        _check_acks(db, acks)
+        _check_acks(db, acks, in_order=False)  # eight writers share one session
     print(f"\n3 kills of the stdio server, {len(acks)} acknowledged writes, all present")
 
 
