@@ -14,6 +14,8 @@ agent can branch on it without parsing prose, and a person reads the rest.
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 __all__ = [
     "Conflict",
     "ExtractionFailed",
@@ -22,6 +24,7 @@ __all__ = [
     "ProfilesError",
     "TooLarge",
     "Unauthorized",
+    "validation_message",
 ]
 
 
@@ -76,3 +79,14 @@ class Unauthorized(ProfilesError):
     """The caller presented no valid credentials for this namespace."""
 
     code = "unauthorized"
+
+
+def validation_message(error: ValidationError) -> str:
+    """Every problem pydantic found, as ``field: message`` joined by ``; `` (no links, no
+    input values), built from its structured errors rather than its wording."""
+    parts: list[str] = []
+    for err in error.errors(include_url=False, include_input=False):
+        field = ".".join(str(part) for part in err["loc"]) or "arguments"
+        message = "required, but missing" if err["type"] == "missing" else err["msg"]
+        parts.append(f"{field}: {message}")
+    return "; ".join(dict.fromkeys(parts))

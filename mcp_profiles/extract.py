@@ -11,16 +11,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
-from pydantic.config import JsonDict
+from pydantic import JsonValue, ValidationError
 
 from .chunking import estimate_tokens, plan_batches, split_data
 from .errors import ExtractionFailed
 from .llm import LLM, LLMAnswer, LLMRequest, Repair, Usage
-from .models import Kind, Profile
+from .models import DataChunk, Extraction, Kind, Profile, RemoveOp, SetOp
 
 __all__ = [
     "TOOL_NAME",
@@ -47,70 +45,6 @@ TOOL_DESCRIPTION = (
     "Record what the data shows about the profile's subject as operations on the profile. "
     "Call it exactly once; an empty operations list is a valid answer."
 )
-MAX_OPERATIONS = 100
-_VALUE_SCHEMA: JsonDict = {"type": ["string", "number", "integer", "boolean", "array", "object"]}
-
-
-_Key = Annotated[str, Field(max_length=200, description="'topic.key' in lower snake case, e.g. 'work.role'.")]
-_Evidence = Annotated[
-    str,
-    Field(min_length=1, max_length=1000, description="A short quote copied verbatim from one data block."),
-]
-_DataId = Annotated[str | None, Field(max_length=200, description="The id of the data block quoted.")]
-
-
-class SetOp(BaseModel):
-    """Record or change one attribute."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    op: Literal["set"]
-    key: _Key
-    value: JsonValue = Field(json_schema_extra=_VALUE_SCHEMA, description="The value; short and normalised.")
-    confidence: float = Field(ge=0.0, le=1.0, description="How strongly the data supports it, 0 to 1.")
-    evidence: _Evidence
-    data_id: _DataId = None
-
-    @field_validator("value")
-    @classmethod
-    def _not_null(cls, value: JsonValue) -> JsonValue:
-        if value is None:
-            raise ValueError("value must not be null; use a 'remove' operation to delete an attribute")
-        return value
-
-
-class RemoveOp(BaseModel):
-    """Delete an attribute the data shows no longer holds."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    op: Literal["remove"]
-    key: _Key
-    evidence: _Evidence
-    data_id: _DataId = None
-
-
-Operation = Annotated[SetOp | RemoveOp, Field(discriminator="op")]
-
-
-class Extraction(BaseModel):
-    """Operations on the profile, and optionally a new summary (the forced tool's input)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    operations: list[Operation] = Field(max_length=MAX_OPERATIONS)
-    summary: str | None = Field(None, description="Two or three sentences on who the subject is, or null.")
-
-    @field_validator("operations", mode="before")
-    @classmethod
-    def _decode_stringified(cls, value: Any) -> Any:
-        # Models sometimes send a nested array as a JSON string; accept what is unambiguous.
-        if isinstance(value, str):
-            try:
-                return json.loads(value)
-            except ValueError:
-                return value
-        return value
 
 
 def extraction_schema() -> dict[str, Any]:
@@ -137,15 +71,6 @@ def extraction_schema() -> dict[str, Any]:
 
     result: dict[str, Any] = inline(schema)
     return result
-
-
-@dataclass(frozen=True)
-class DataChunk:
-    """One piece of data in a request; ``data_id`` is what evidence will point at."""
-
-    data_id: str
-    input_type: str | None
-    text: str
 
 
 # --- the request ---------------------------------------------------------------------------

@@ -18,8 +18,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from .extract import DataChunk, Extraction, RemoveOp, SetOp
-from .models import ATTRIBUTE_KEY_RE, Attribute, Evidence, Profile
+from .models import ATTRIBUTE_KEY_RE, Attribute, DataChunk, Evidence, Extraction, Profile, RemoveOp, SetOp
 from .patching import Limits, diff
 
 __all__ = [

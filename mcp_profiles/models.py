@@ -1,6 +1,6 @@
 """The profile document and its rules, shared by every layer.
 
-One JSON document per profile. Input is forgiving where a known API spells things
+One JSON document per profile, and the operations extraction proposes on it. Input is forgiving where a known API spells things
 differently (the AI-configuration API's camelCase body and ``"$type"`` are accepted as
 they are); output is always snake_case. Rules that need no I/O live here; rules that need
 the store (alias uniqueness, known connections) live in the service.
@@ -8,11 +8,14 @@ the store (alias uniqueness, known connections) live in the service.
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, field_validator
+from pydantic.config import JsonDict
 
 __all__ = [
     "ATTRIBUTE_KEY_RE",
@@ -20,13 +23,17 @@ __all__ = [
     "Attribute",
     "ChatSettings",
     "Connection",
+    "DataChunk",
     "EmbeddingSettings",
     "Evidence",
+    "Extraction",
     "Kind",
     "ModelRef",
     "Profile",
     "ProfileSummary",
+    "RemoveOp",
     "Revision",
+    "SetOp",
     "normalize_keys",
     "now",
 ]
@@ -210,3 +217,82 @@ def _rename(body: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"field {new!r} is given twice ({key!r} and {new!r})")
         out[new] = value
     return out
+
+
+# ---- extraction operations ----------------------------------------------------------------
+# What the model may propose (the forced tool's input) and the data it reads. They are domain
+# types: ``extract.py`` asks for them, the pure ``merge.py`` decides what of them to believe.
+
+MAX_OPERATIONS = 100
+_VALUE_SCHEMA: JsonDict = {"type": ["string", "number", "integer", "boolean", "array", "object"]}
+
+
+_Key = Annotated[str, Field(max_length=200, description="'topic.key' in lower snake case, e.g. 'work.role'.")]
+_Evidence = Annotated[
+    str,
+    Field(min_length=1, max_length=1000, description="A short quote copied verbatim from one data block."),
+]
+_DataId = Annotated[str | None, Field(max_length=200, description="The id of the data block quoted.")]
+
+
+class SetOp(BaseModel):
+    """Record or change one attribute."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    op: Literal["set"]
+    key: _Key
+    value: JsonValue = Field(json_schema_extra=_VALUE_SCHEMA, description="The value; short and normalised.")
+    confidence: float = Field(ge=0.0, le=1.0, description="How strongly the data supports it, 0 to 1.")
+    evidence: _Evidence
+    data_id: _DataId = None
+
+    @field_validator("value")
+    @classmethod
+    def _not_null(cls, value: JsonValue) -> JsonValue:
+        if value is None:
+            raise ValueError("value must not be null; use a 'remove' operation to delete an attribute")
+        return value
+
+
+class RemoveOp(BaseModel):
+    """Delete an attribute the data shows no longer holds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    op: Literal["remove"]
+    key: _Key
+    evidence: _Evidence
+    data_id: _DataId = None
+
+
+Operation = Annotated[SetOp | RemoveOp, Field(discriminator="op")]
+
+
+class Extraction(BaseModel):
+    """Operations on the profile, and optionally a new summary (the forced tool's input)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    operations: list[Operation] = Field(max_length=MAX_OPERATIONS)
+    summary: str | None = Field(None, description="Two or three sentences on who the subject is, or null.")
+
+    @field_validator("operations", mode="before")
+    @classmethod
+    def _decode_stringified(cls, value: Any) -> Any:
+        # Models sometimes send a nested array as a JSON string; accept what is unambiguous.
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value
+        return value
+
+
+@dataclass(frozen=True)
+class DataChunk:
+    """One piece of data in a request; ``data_id`` is what evidence will point at."""
+
+    data_id: str
+    input_type: str | None
+    text: str

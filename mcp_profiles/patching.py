@@ -143,7 +143,7 @@ def apply_patch(
         raise Invalid(f"kind: cannot change from {current.kind!r} after creation")
 
     old_attrs = current.attributes if current else {}
-    raw_attrs = patch.pop("attributes", {} if not replace else {})
+    raw_attrs = patch.pop("attributes", {})
     if raw_attrs is None:
         raw_attrs = dict.fromkeys(old_attrs)
     if not isinstance(raw_attrs, dict):

@@ -22,8 +22,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .extract import DataChunk, Extraction, render_data_block
-from .models import Kind
+from .extract import render_data_block
+from .models import DataChunk, Extraction, Kind
 
 __all__ = ["find_prompts_dir", "load_prompt", "render_examples"]
 

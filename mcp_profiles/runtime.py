@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import anyio
 
+from .bus import NamespacedBus
 from .config import Config
-from .events import NamespacedBus
 from .jobs import Extractor
 from .llm import LLM, AnthropicLLM
 from .service import ProfileService
@@ -52,10 +52,10 @@ async def open_app(
     """Open the store and start the extraction worker; stop and close on exit."""
     bus = bus or NamespacedBus(config.namespace)
     async with ProfileStore.open(config.db_path) as store:
-        service = ProfileService(store, config)
+        service = ProfileService(store, config, bus)
 
         async def on_change(ns: str, profile_id: str) -> None:
-            await bus.announce(ns, f"profile://{profile_id}", listed=False)
+            await service.announce(ns, profile_id, listed=False)
 
         extractor = Extractor(store, service, config, llm, on_change=on_change)
         app = AppContext(config, store, service, bus, extractor)

@@ -8,13 +8,14 @@ transaction, so a failed call leaves nothing behind.
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Iterable
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from pydantic import ValidationError
 
+from .bus import NamespacedBus, profile_uri
 from .config import Config
 from .errors import Conflict, Invalid, NotFound, TooLarge
 from .models import PROFILE_ID_RE, Connection, Kind, Profile, ProfileSummary, Revision, now
@@ -46,17 +47,47 @@ class DeleteResult:
     erased: dict[str, int]
 
 
+P = ParamSpec("P")
+R = TypeVar("R", ChangeResult, DeleteResult)
+
+
+def _announced(
+    method: Callable[Concatenate[ProfileService, str, P], Awaitable[R]],
+) -> Callable[Concatenate[ProfileService, str, P], Awaitable[R]]:
+    """Announce the change a write method committed (after the commit, never on failure)."""
+
+    @functools.wraps(method)
+    async def wrapper(self: ProfileService, ns: str, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        result = await method(self, ns, *args, **kwargs)
+        if isinstance(result, DeleteResult):
+            await self.announce(ns, result.id, listed=True)
+        elif result.changed or result.created:  # an empty new profile changes no path but is new
+            await self.announce(ns, result.profile.id, listed=result.created)
+        return result
+
+    return wrapper
+
+
 def _check_ref(ref: str, what: str = "profile") -> None:
     if not isinstance(ref, str) or not ref or len(ref) > 128:
         raise Invalid(f"{what}: must be an id or alias of 1-128 characters")
 
 
 class ProfileService:
-    """Profile operations over one store; every method takes the caller's namespace."""
+    """Profile operations over one store; every method takes the caller's namespace.
 
-    def __init__(self, store: ProfileStore, config: Config) -> None:
+    With a ``bus``, every committed change is announced on it (see ``bus.py``).
+    """
+
+    def __init__(self, store: ProfileStore, config: Config, bus: NamespacedBus | None = None) -> None:
         self.store = store
         self.config = config
+        self.bus = bus
+
+    async def announce(self, ns: str, profile_id: str, *, listed: bool) -> None:
+        """Tell whoever listens that a profile changed (``listed``: it appeared or went)."""
+        if self.bus is not None:
+            await self.bus.announce(ns, profile_uri(profile_id), listed=listed)
 
     # ---- reads --------------------------------------------------------------------
 
@@ -115,6 +146,7 @@ class ProfileService:
 
     # ---- writes -------------------------------------------------------------------
 
+    @_announced
     async def update_profile(
         self,
         ns: str,
@@ -233,6 +265,7 @@ class ProfileService:
                     f"(add it with: mcp-profiles connection add {new.connection_id} --provider PROVIDER)"
                 )
 
+    @_announced
     async def revert_profile(
         self, ns: str, ref: str, version: int, *, actor: str = "agent", expected_version: int | None = None
     ) -> ChangeResult:
@@ -260,6 +293,7 @@ class ProfileService:
             check_limits(new, self.config.limits)
             return await self._commit(tx, ns, pk, current, new, at, actor, f"revert to version {version}")
 
+    @_announced
     async def delete_profile(self, ns: str, ref: str) -> DeleteResult:
         """Erase a profile, its revisions and its raw data; nothing of it stays readable."""
         _check_ref(ref)
@@ -398,8 +432,3 @@ class ProfileService:
             result = await tx.stats(ns)
             result["top_profiles_by_tokens"] = await tx.token_usage_by_profile(ns)
         return result
-
-
-def to_json(value: Any) -> str:
-    """Compact JSON for text content."""
-    return json.dumps(value, ensure_ascii=False, indent=2)

@@ -241,7 +241,8 @@ class ProfileStore:
         """Checkpoint and truncate the WAL; returns (busy, wal frames, checkpointed)."""
         async with self._lock, self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
             row = await cur.fetchone()
-        assert row is not None
+        if row is None:  # SQLite always answers this pragma with one row
+            raise RuntimeError("wal_checkpoint returned no row")
         return int(row[0]), int(row[1]), int(row[2])
 
     async def integrity_check(self) -> str:
@@ -491,7 +492,8 @@ class ReadTx:
             "FROM data_items WHERE namespace = ?",
             (ns,),
         )
-        assert row is not None
+        if row is None:  # an aggregate always yields one row
+            raise RuntimeError("token usage query returned no row")
         names = (
             "requests",
             "input_tokens",
@@ -580,7 +582,8 @@ class WriteTx(ReadTx):
                 raise
             raise Conflict(f"profile {profile.id!r} or alias {profile.alias!r} already exists") from None
         pk = cur.lastrowid
-        assert pk is not None
+        if pk is None:  # an INSERT that succeeded always has a rowid
+            raise RuntimeError("profile insert returned no rowid")
         await self._index(pk, ns, profile, new=True)
         return pk
 

@@ -11,6 +11,7 @@ import hmac
 import ipaddress
 from collections.abc import Mapping
 
+from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
@@ -18,7 +19,14 @@ from pydantic import AnyHttpUrl
 
 from .errors import Invalid
 
-__all__ = ["NamespaceTokens", "auth_settings", "check_bind", "is_loopback", "transport_security"]
+__all__ = [
+    "NamespaceTokens",
+    "auth_settings",
+    "check_bind",
+    "is_loopback",
+    "token_namespace",
+    "transport_security",
+]
 
 SCOPE = "profiles"
 
@@ -39,6 +47,14 @@ class NamespaceTokens(TokenVerifier):
         if found is None:
             return None
         return AccessToken(token=token, client_id=f"ns:{found}", scopes=[SCOPE], claims={"namespace": found})
+
+
+def token_namespace() -> str | None:
+    """The namespace of the current request's bearer token (None without one: stdio, tests)."""
+    token = get_access_token()
+    if token is not None and token.claims and isinstance(token.claims.get("namespace"), str):
+        return str(token.claims["namespace"])
+    return None
 
 
 def auth_settings(host: str, port: int, path: str) -> AuthSettings:

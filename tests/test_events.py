@@ -8,7 +8,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from mcp_profiles.events import compact_schema
+from mcp_profiles.middleware import compact_schema
 from mcp_profiles.models import Profile
 from mcp_profiles.results import ListProfilesResult, UpdateProfileResult
 
