@@ -204,7 +204,8 @@ class Extractor:
                 )
                 found = await tx.locate(ns, ref)
                 created = True
-            assert found is not None
+            if found is None:  # create_in just inserted it in this transaction
+                raise RuntimeError(f"profile {ref!r} vanished inside its own write transaction")
             pk, profile = found
             if kind is not None and kind != profile.kind:
                 raise Invalid(f"kind: profile {profile.id!r} is a {profile.kind} profile")
