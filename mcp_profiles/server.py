@@ -559,7 +559,9 @@ def create_server(
     mcp.resource("profiles://index{?kind,tag,limit}", name="profiles-index", mime_type="application/json")(
         profiles_index
     )
-    mcp.resource("connections://index{?limit}", name="connections", mime_type="application/json")(connections_index)
+    mcp.resource("connections://index{?limit}", name="connections", mime_type="application/json")(
+        connections_index
+    )
     mcp.prompt(name="personalize", title="Personalize the assistant")(personalize_prompt)
     mcp.prompt(name="review_profile", title="Review a profile")(review_profile)
     mcp.prompt(name="remember", title="Remember this about me")(remember)
