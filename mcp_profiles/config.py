@@ -16,7 +16,15 @@ from .errors import Invalid
 from .llm import DEFAULT_MODEL
 from .patching import Limits
 
-__all__ = ["DEFAULT_MODEL", "USER_TOPICS", "ASSISTANT_TOPICS", "Config", "default_db_path"]
+__all__ = [
+    "ASSISTANT_TOPICS",
+    "DEFAULT_MODEL",
+    "USER_TOPICS",
+    "Config",
+    "default_db_path",
+    "parse_env_tokens",
+    "parse_tokens",
+]
 
 USER_TOPICS = (
     "basic_info",
@@ -113,7 +121,7 @@ class Config:
         if get("ASSISTANT_TOPICS"):
             values["assistant_topics"] = _split(get("ASSISTANT_TOPICS") or "")
         if get("TOKENS"):
-            values["tokens"] = parse_tokens((get("TOKENS") or "").replace(",", "\n"), sep="=")
+            values["tokens"] = parse_env_tokens(get("TOKENS") or "")
         return cls(**values)
 
 
@@ -135,21 +143,61 @@ def _coerce(name: str, raw: str) -> Any:
     return raw
 
 
-def parse_tokens(text: str, *, sep: str | None = None) -> dict[str, str]:
-    """Parse ``token namespace`` lines (or ``token=namespace`` with ``sep='='``).
+MIN_TOKEN_LENGTH = 16
+
+
+def _check_token(token: str, where: str) -> None:
+    """Raises Invalid for a token a guesser could find; the message never repeats the token."""
+    if not token:
+        raise Invalid(f"{where}: the token is empty")
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise Invalid(
+            f"{where}: the token has {len(token)} characters; use at least {MIN_TOKEN_LENGTH} "
+            "(make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+
+
+def parse_env_tokens(text: str) -> dict[str, str]:
+    """Parse ``MCP_PROFILES_TOKENS``: ``TOKEN=NAMESPACE`` pairs separated by commas.
+
+    A namespace holds no ``=`` but a base64 token may end in ``=``, so each pair splits on
+    its last ``=``. There are no comments in a variable: a token may begin with ``#``.
 
     Raises:
-        Invalid: a line is malformed or a token appears twice.
+        Invalid: a pair is malformed, a token is empty or short, or appears twice.
+    """
+    tokens: dict[str, str] = {}
+    for n, pair in enumerate(text.split(","), 1):
+        if not pair.strip():
+            continue
+        where = f"MCP_PROFILES_TOKENS pair {n}"
+        token, sep, ns = pair.strip().rpartition("=")
+        token, ns = token.strip(), ns.strip()
+        if not sep or not ns:
+            raise Invalid(f"{where}: expected 'TOKEN=NAMESPACE'")
+        _check_token(token, where)
+        if token in tokens:
+            raise Invalid(f"{where}: token given twice")
+        tokens[token] = ns
+    return tokens
+
+
+def parse_tokens(text: str) -> dict[str, str]:
+    """Parse a tokens file: ``TOKEN NAMESPACE`` lines, ``#`` starting a comment line.
+
+    Raises:
+        Invalid: a line is malformed, a token is short, or a token appears twice.
     """
     tokens: dict[str, str] = {}
     for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        parts = line.split(sep, 1) if sep else line.split(None, 1)
-        if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
-            raise Invalid(f"tokens line {n}: expected 'TOKEN{sep or ' '}NAMESPACE'")
-        token, ns = parts[0].strip(), parts[1].strip()
+        parts = line.split(None, 1)
+        if len(parts) != 2 or not parts[1].strip():
+            raise Invalid(f"tokens line {n}: expected 'TOKEN NAMESPACE'")
+        token, ns = parts[0], parts[1].strip()
+        _check_token(token, f"tokens line {n}")
         if token in tokens:
             raise Invalid(f"tokens line {n}: token given twice")
         tokens[token] = ns

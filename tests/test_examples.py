@@ -49,6 +49,23 @@ def load_example(name: str) -> ModuleType:
     return module
 
 
+BIN = Path(sys.executable).parent  # the environment running the tests, activated or not
+
+
+def installed(command: str) -> str:
+    """A command installed into the environment running the tests (not whatever is on PATH)."""
+    path = BIN / command
+    if not path.exists():
+        pytest.fail(f"{command} is not installed next to {sys.executable}; pip install -e '.[test]'")
+    return str(path)
+
+
+def with_bin_on_path(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with the environment's bin first on PATH, as an activated environment has it:
+    the examples start ``mcp-profiles`` by name, as their documentation says."""
+    return {**env, "PATH": os.pathsep.join([str(BIN), env.get("PATH", os.defpath)])}
+
+
 def text_of(result: Any) -> str:
     return "".join(getattr(block, "text", "") for block in result.content)
 
@@ -68,11 +85,12 @@ async def test_claude_desktop_config_starts_a_working_server(name: str, tmp_path
         assert args == ["--from", str(ROOT), "mcp-profiles", "serve"]
     else:
         assert args == ["serve"]
-    command = shutil.which(server["command"])
-    if command is None:
-        if server["command"] == "uvx":
+    if server["command"] == "uvx":
+        command = shutil.which("uvx")
+        if command is None:
             pytest.skip("uv is not installed")
-        pytest.fail(f"{server['command']} is not on PATH")
+    else:
+        command = installed("mcp-profiles")
     # The placeholders: a database of this test's own, and no key (no model call is made).
     env = {"MCP_PROFILES_DB": str(tmp_path / "desktop.sqlite3")}
     if server["command"] == "uvx":  # uv resolves from the registry: its cache, certificates, proxies
@@ -210,8 +228,7 @@ def free_port() -> int:
 
 
 def mcp_profiles_command() -> list[str]:
-    exe = shutil.which("mcp-profiles")
-    return [exe] if exe else [sys.executable, "-m", "mcp_profiles"]
+    return [installed("mcp-profiles")]
 
 
 async def test_http_client_example_against_a_served_port(tmp_path: Path) -> None:
@@ -220,7 +237,7 @@ async def test_http_client_example_against_a_served_port(tmp_path: Path) -> None
     env = {
         **os.environ,
         "MCP_PROFILES_DB": str(tmp_path / "http.sqlite3"),
-        "MCP_PROFILES_TOKENS": "tok-team-a=team-a",
+        "MCP_PROFILES_TOKENS": "tok-team-a-0123456789=team-a",
     }
     argv = [*mcp_profiles_command(), "serve", "--transport", "http", "--port", str(port)]
     with (tmp_path / "server.log").open("w") as log:
@@ -240,7 +257,7 @@ async def test_http_client_example_against_a_served_port(tmp_path: Path) -> None
                 await anyio.sleep(0.1)
             denied = await http.post(f"{base}/mcp", json={}, headers={"Authorization": "Bearer wrong"})
             assert denied.status_code == 401
-        document = await http_client.run(f"{base}/mcp", "tok-team-a", "alice")
+        document = await http_client.run(f"{base}/mcp", "tok-team-a-0123456789", "alice")
         assert (document["id"], document["name"], document["tags"]) == ("alice", "HTTP Demo", ["demo"])
     finally:
         server.terminate()
@@ -268,3 +285,65 @@ def test_http_deployment_commands_match_the_cli() -> None:
         assert args.tokens_file
     tokens = parse_tokens((EXAMPLES / "tokens.example").read_text())
     assert sorted(tokens.values()) == ["team-a", "team-b"]
+
+
+# ---- the scripts themselves ----------------------------------------------------------------
+
+
+def test_bulk_import_script_runs_with_this_python_and_the_installed_command(tmp_path: Path) -> None:
+    """The script as its docstring runs it: ``python examples/… --profile sam``, with
+    ``mcp-profiles`` found on PATH (this environment's bin) and no model key."""
+    env = with_bin_on_path({"PATH": os.environ.get("PATH", ""), "MCP_PROFILES_DB": str(tmp_path / "b.db")})
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / "bulk_import_chat_export.py"),
+            str(DATA / "chatgpt_conversations.json"),
+            "--profile",
+            "sam",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "imported: 2 pending" in done.stdout
+
+
+def _without_environment(path: str) -> str:
+    """PATH with no folder of the environment that runs the tests."""
+    prefix = Path(sys.prefix).resolve()
+    return os.pathsep.join(
+        p for p in path.split(os.pathsep) if p and not Path(p).resolve().is_relative_to(prefix)
+    )
+
+
+@pytest.mark.slow
+def test_examples_pass_without_an_activated_environment(tmp_path: Path) -> None:
+    """This file, run by the environment's python with the environment off PATH (as a
+    CI job or an IDE does without activating it)."""
+    me = f"{Path(__file__).relative_to(ROOT)}::test_examples_pass_without_an_activated_environment"
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTEST_ADDOPTS")}
+    env["PATH"] = _without_environment(env.get("PATH", ""))
+    assert shutil.which("mcp-profiles", path=env["PATH"]) is None
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(Path(__file__)),
+            "--deselect",
+            me,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and " failed" not in done.stdout
