@@ -15,7 +15,7 @@ import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import anyio
 
@@ -166,13 +166,25 @@ async def cmd_history(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _private_file(path: Path) -> TextIO:
+    """A file for writing, readable by its owner only (0600, whatever the umask): exports
+    hold personal data."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        return open(fd, "w", encoding="utf-8")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 async def cmd_export(args: argparse.Namespace, config: Config) -> int:
     """Write JSON lines: each profile with every revision and raw data item."""
     to_file = args.output not in (None, "-")
     # A file is written beside its target and renamed only when complete: a failed export
     # never destroys an earlier backup.
     partial = Path(f"{args.output}.partial") if to_file else None
-    out = partial.open("w", encoding="utf-8") if partial else sys.stdout
+    out = _private_file(partial) if partial else sys.stdout
     count = 0
     try:
         async with _service(config) as svc:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -30,7 +31,7 @@ import anyio
 from .errors import Conflict, Invalid
 from .models import Connection, Kind, Profile, ProfileSummary, Revision
 
-__all__ = ["DataItem", "ProfileStore", "WriteTx"]
+__all__ = ["DataItem", "ProfileStore", "WriteTx", "create_private"]
 
 # busy_timeout first: switching to WAL needs a lock another process opening the same
 # file may hold for a moment.
@@ -70,6 +71,34 @@ class _Stats:
     versions: int = 0
     items: dict[str, int] = field(default_factory=dict)
     tokens: dict[str, int] = field(default_factory=dict)
+
+
+def create_private(path: Path) -> None:
+    """Create a database file readable by its owner only (0600), in folders of its own (0700).
+
+    The modes are set explicitly, whatever the umask. SQLite gives the ``-wal`` and ``-shm``
+    files the mode of the database file. Folders and files that already exist are left as
+    they are: their owner chose their modes.
+    """
+    missing = []
+    folder = path.parent
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            continue  # another process made it first
+        os.chmod(folder, 0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -145,7 +174,8 @@ class ProfileStore:
         """Open (creating and migrating as needed) the database at ``path``."""
         path = str(path)
         if path != ":memory:":
-            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            path = str(Path(path).expanduser())
+            create_private(Path(path))
         db = await aiosqlite.connect(path, isolation_level=None)
         try:
             for pragma in _PRAGMAS:
