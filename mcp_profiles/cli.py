@@ -14,13 +14,14 @@ import sys
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
 
 from . import __version__
-from .config import DEFAULT_MODEL, Config, parse_tokens
+from .config import DEFAULT_MODEL, Config, check_prompt_bytes, parse_tokens
 from .errors import Invalid, ProfilesError
 from .service import ProfileService
 from .store import ProfileStore
@@ -52,6 +53,9 @@ async def cmd_serve(args: argparse.Namespace, config: Config) -> int:
             raise Invalid(f"--tokens-file: cannot read {args.tokens_file}: {e.strerror}") from None
         tokens.update(parse_tokens(text))
     config = config.with_overrides(tokens=tokens)
+    if args.max_prompt_bytes is not None:
+        check_prompt_bytes(args.max_prompt_bytes, "--max-prompt-bytes")
+        config = config.with_overrides(limits=replace(config.limits, max_prompt_bytes=args.max_prompt_bytes))
     if args.transport == "stdio" and sys.stdin.isatty():
         # The SDK reads stdin in a worker thread that a KeyboardInterrupt cannot stop, so Ctrl-C
         # would wait for a line of input. A person at a terminal has no session to lose: let the
@@ -395,6 +399,7 @@ environment:
   MCP_PROFILES_NAMESPACE   tenant namespace (default 'default')
   MCP_PROFILES_TOKENS      HTTP bearer tokens: 'TOKEN=NAMESPACE,TOKEN2=NAMESPACE2'
   MCP_PROFILES_EXTRACTION  'none' turns extraction off even with a key
+  MCP_PROFILES_MAX_PROMPT_BYTES  bound of a rendered prompt (default 32768, same as serve --max-prompt-bytes)
 
 examples:
   mcp-profiles serve                        # what an MCP client (Claude Desktop) runs, over stdio
@@ -476,6 +481,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="a Host name clients use, e.g. profiles.example.com (repeatable; http/sse); requests for "
         "other names are refused. Required with --host 0.0.0.0",
+    )
+    p.add_argument(
+        "--max-prompt-bytes",
+        type=int,
+        metavar="N",
+        help="the most a rendered prompt (personalize, review_profile, remember) may hold, in UTF-8 bytes; "
+        "longer parts are cut with a note (env MCP_PROFILES_MAX_PROMPT_BYTES; default 32768)",
     )
     p.set_defaults(func=cmd_serve)
 

@@ -116,6 +116,7 @@ class Config:
                     ) from None
         if limit_values:
             values["limits"] = Limits(**limit_values)
+            check_prompt_bytes(limit_values.get("max_prompt_bytes"), "MCP_PROFILES_MAX_PROMPT_BYTES")
         if get("USER_TOPICS"):
             values["user_topics"] = _split(get("USER_TOPICS") or "")
         if get("ASSISTANT_TOPICS"):
@@ -144,6 +145,13 @@ def _coerce(name: str, raw: str) -> Any:
 
 
 MIN_TOKEN_LENGTH = 16
+MIN_PROMPT_BYTES = 2048
+
+
+def check_prompt_bytes(value: int | None, where: str) -> None:
+    """Raises Invalid for a prompt limit too small to hold a prompt's own framing."""
+    if value is not None and value < MIN_PROMPT_BYTES:
+        raise Invalid(f"{where}: must be at least {MIN_PROMPT_BYTES} bytes, got {value}")
 
 
 def _check_token(token: str, where: str) -> None:

@@ -33,6 +33,7 @@ class Limits:
     max_data_bytes: int = 1024 * 1024
     max_profiles: int = 1_000_000
     max_patch_depth: int = 32
+    max_prompt_bytes: int = 32 * 1024
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
