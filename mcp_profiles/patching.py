@@ -19,7 +19,9 @@ from .models import ATTRIBUTE_KEY_RE, Attribute, Kind, Profile, normalize_keys
 __all__ = ["Limits", "apply_patch", "check_limits", "check_rules", "diff", "merge_patch"]
 
 _SERVER_MANAGED = ("version", "created_at", "updated_at")
+_ABSENT = object()
 _ATTRIBUTE_FORM_KEYS = {"value", "confidence", "source", "evidence", "updated_at"}
+_PROVENANCE = ("source", "evidence")
 
 
 @dataclass(frozen=True)
@@ -84,30 +86,40 @@ def _attribute(key: str, raw: Any, old: Attribute | None, at: str) -> Attribute:
     """Turn one patch entry under ``attributes`` into an Attribute.
 
     A plain value is a manual fact with confidence 1.0; an object with ``value`` (and
-    optionally confidence, source, evidence) sets those. Re-sending what is stored keeps
-    the stored attribute untouched, so repeated edits are idempotent.
+    optionally ``confidence``) sets those. Provenance (``source``, ``evidence``) and
+    ``updated_at`` are the server's: an edit is always ``manual`` with no evidence. They may
+    be sent back as read (a document read, changed elsewhere and sent whole), but a value
+    that differs from what the server keeps is refused rather than silently dropped. Re-
+    sending what is stored keeps the stored attribute untouched, so repeated edits are
+    idempotent.
+
+    Raises:
+        Invalid: the entry is malformed, or it tries to set provenance.
     """
     if isinstance(raw, dict) and "value" in raw and set(raw) <= _ATTRIBUTE_FORM_KEYS:
         fields = dict(raw)
     else:
         fields = {"value": raw}
-    fields.setdefault("confidence", 1.0)
-    fields.setdefault("source", "manual")
-    fields.setdefault("evidence", [])
     if fields["value"] is None:
         raise Invalid(f"attributes.{key}: value must not be null (send null for the key to delete it)")
+    given = {name: fields.pop(name) for name in _PROVENANCE if name in fields}
+    fields.pop("updated_at", None)
+    fields.setdefault("confidence", 1.0)
     try:
-        attr = Attribute.model_validate({**fields, "updated_at": fields.get("updated_at") or at})
+        attr = Attribute.model_validate({**fields, "source": "manual", "evidence": [], "updated_at": at})
     except ValidationError as e:
         raise Invalid(f"attributes.{key}: {_first_error(e)}") from None
-    if old is not None and (attr.value, attr.confidence, attr.source, attr.evidence) == (
-        old.value,
-        old.confidence,
-        old.source,
-        old.evidence,
-    ):
-        return old
-    return attr
+    result = attr
+    if old is not None and (attr.value, attr.confidence) == (old.value, old.confidence):
+        result = old if given or (old.source, old.evidence) == ("manual", []) else attr
+    kept = {"source": result.source, "evidence": [e.model_dump() for e in result.evidence]}
+    for name, value in given.items():
+        if value != kept[name]:
+            raise Invalid(
+                f"attributes.{key}.{name}: set by the server, not by a patch (an edit is 'manual', "
+                "without evidence); send only value and confidence"
+            )
+    return result
 
 
 def apply_patch(
@@ -150,12 +162,22 @@ def apply_patch(
     if not isinstance(raw_attrs, dict):
         raise Invalid("attributes: must be an object of 'topic.key': value")
 
+    summary_source = patch.pop("summary_source", _ABSENT)
     base: dict[str, Any] = {}
     if current is not None and not replace:
         base = current.model_dump(exclude={"attributes"})
     doc = merge_patch(base, patch)
-    if "summary" in patch and "summary_source" not in patch:  # a summary written by hand
-        doc["summary_source"] = "manual" if patch["summary"] is not None else None
+    # Who wrote the summary is the server's to say: a summary changed by a patch is manual.
+    if doc.get("summary") is None:
+        doc["summary_source"] = None
+    elif current is not None and doc["summary"] == current.summary:
+        doc["summary_source"] = current.summary_source
+    else:
+        doc["summary_source"] = "manual"
+    if summary_source is not _ABSENT and summary_source != doc["summary_source"]:
+        raise Invalid(
+            "summary_source: set by the server, not by a patch (a summary you write is 'manual'); leave it out"
+        )
     doc["id"] = current.id if current else profile_id
     doc.setdefault("kind", current.kind if current else kind)
     if current is not None:
