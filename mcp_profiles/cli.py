@@ -22,7 +22,7 @@ import anyio
 
 from . import __version__
 from .config import DEFAULT_MODEL, Config, check_prompt_bytes, parse_tokens
-from .errors import Invalid, ProfilesError
+from .errors import Invalid, ProfilesError, TooLarge
 from .service import ProfileService
 from .store import ProfileStore
 
@@ -208,25 +208,25 @@ async def cmd_export(args: argparse.Namespace, config: Config) -> int:
 
 
 async def cmd_import(args: argparse.Namespace, config: Config) -> int:
-    """Read JSON lines written by export; each profile is restored in its own transaction."""
+    """Read JSON lines written by export, check all of them, then restore them in one transaction.
+
+    Exits 2 when the file is invalid (nothing is written), 1 when the database refuses it.
+    """
+    from .exchange import parse_export
+
     try:
-        lines = sys.stdin.readlines() if args.file == "-" else Path(args.file).read_text("utf-8").splitlines()
+        raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     except OSError as e:
-        raise Invalid(f"cannot read {args.file}: {e.strerror}") from None
-    records = []
-    for n, line in enumerate(lines, 1):
-        if line.strip():
-            try:
-                records.append((n, json.loads(line)))
-            except json.JSONDecodeError as e:
-                raise Invalid(f"{args.file} line {n}: not JSON ({e.msg})") from None
-    async with _service(config) as svc:
-        for n, record in records:
-            try:
-                await svc.import_record(config.namespace, record)
-            except ProfilesError as e:
-                e.message = f"{args.file} line {n}: {e.message}"
-                raise
+        print(f"mcp-profiles: invalid: cannot read {args.file}: {e.strerror}", file=sys.stderr)
+        return 2
+    try:
+        records = parse_export(raw, config.limits)
+        async with _service(config) as svc:
+            await svc.import_records(config.namespace, records)
+    except ProfilesError as e:
+        e.message = f"{args.file} {e.message}"
+        print(f"mcp-profiles: {e}", file=sys.stderr)
+        return 2 if isinstance(e, (Invalid, TooLarge)) else 1
     print(f"imported {len(records)} profile(s)", file=sys.stderr)
     return 0
 
@@ -586,8 +586,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "import",
         "import JSON lines written by export",
-        "Restore profiles written by 'mcp-profiles export', each in its own transaction. A profile "
-        "that already exists is a conflict (nothing of it is written).",
+        "Restore profiles written by 'mcp-profiles export'. Every line is checked first (exit code 2 "
+        "and 'invalid: FILE line N: field: …' when one is wrong), then the whole file is restored in one "
+        "transaction: a profile that already exists is a conflict (exit code 1), and nothing is written.",
         "  mcp-profiles import backup.jsonl --db restored.sqlite3\n"
         "  mcp-profiles export --db old.sqlite3 | mcp-profiles import - --db new.sqlite3",
     )

@@ -9,7 +9,7 @@ transaction, so a failed call leaves nothing behind.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -17,7 +17,8 @@ from pydantic import ValidationError
 
 from .bus import NamespacedBus, profile_uri
 from .config import Config
-from .errors import Conflict, Invalid, NotFound, TooLarge
+from .errors import Conflict, Invalid, NotFound, ProfilesError, TooLarge
+from .exchange import ImportRecord
 from .models import PROFILE_ID_RE, Connection, Kind, Profile, ProfileSummary, Revision, now
 from .patching import apply_patch, check_limits, check_rules, diff
 from .store import ProfileStore, WriteTx
@@ -374,56 +375,58 @@ class ProfileService:
                 rows = await tx.export_rows(ns, found[0])
             yield {"profile": found[1].model_dump(mode="json"), **rows}
 
-    async def import_record(self, ns: str, record: dict[str, Any]) -> str:
-        """Restore one exported record exactly (document, revisions, data items).
+    async def import_records(self, ns: str, records: Sequence[tuple[int, ImportRecord]]) -> list[str]:
+        """Restore checked export records (:func:`exchange.parse_export`) exactly, all in one
+        transaction: one that cannot be restored leaves nothing of the others.
 
         Raises:
-            Invalid: the record is malformed. Conflict: the profile already exists.
+            Conflict: a profile, alias or data item already exists (naming the line).
+            Invalid: a connection an assistant names does not exist (naming the line).
         """
-        try:
-            profile = Profile.model_validate(record["profile"])
-            revisions = list(record.get("revisions", []))
-            items = list(record.get("data_items", []))
-        except (KeyError, TypeError, ValidationError) as e:
-            raise Invalid(f"import record: {e}".splitlines()[0]) from None
-        if profile.version < 1 or not profile.created_at or not profile.updated_at:
-            raise Invalid(f"import record {profile.id!r}: needs version >= 1, created_at and updated_at")
-        check_limits(profile, self.config.limits)
+        restored = []
         async with self.store.write() as tx:
-            if await tx.locate(ns, profile.id) is not None:
-                raise Conflict(f"profile {profile.id!r} already exists; delete it first to import over it")
-            await self._check_references(tx, ns, None, profile)
-            pk = await tx.insert_profile(ns, profile)
-            for rev in revisions:
-                snap = Profile.model_validate(rev["snapshot"])
-                await tx.add_revision(
-                    ns,
-                    pk,
-                    snap.model_copy(update={"updated_at": rev["changed_at"]}),
-                    actor=rev["actor"],
-                    reason=rev.get("reason"),
-                    changes=rev.get("changes", []),
-                )
-            for item in items:
-                await tx.add_item(
-                    item["id"],
-                    ns,
-                    pk,
-                    item["sha256"],
-                    item["content"],
-                    item.get("input_type"),
-                    item["created_at"],
-                    attempts=int(item.get("attempts", 0)),
-                )
-                status = item["status"] if item["status"] != "processing" else "pending"
-                await tx.set_items_status(
-                    [item["id"]],
-                    status,
-                    at=item["updated_at"],
-                    error=item.get("error"),
-                    result=item.get("result"),
-                    usage=[item.get("usage", {})],
-                )
+            for n, record in records:
+                try:
+                    restored.append(await self._restore(tx, ns, record))
+                except ProfilesError as e:
+                    e.message = f"line {n}: {e.message}"
+                    raise
+        return restored
+
+    async def _restore(self, tx: WriteTx, ns: str, record: ImportRecord) -> str:
+        profile = record.profile
+        if await tx.locate(ns, profile.id) is not None:
+            raise Conflict(f"profile {profile.id!r} already exists; delete it first to import over it")
+        await self._check_references(tx, ns, None, profile)
+        pk = await tx.insert_profile(ns, profile)
+        for rev in record.revisions:
+            await tx.add_revision(
+                ns,
+                pk,
+                rev.snapshot.model_copy(update={"updated_at": rev.changed_at}),
+                actor=rev.actor,
+                reason=rev.reason,
+                changes=rev.changes,
+            )
+        for item in record.data_items:
+            await tx.add_item(
+                item.id,
+                ns,
+                pk,
+                item.sha256,
+                item.content,
+                item.input_type,
+                item.created_at,
+                attempts=item.attempts,
+            )
+            await tx.set_items_status(
+                [item.id],
+                "pending" if item.status == "processing" else item.status,
+                at=item.updated_at,
+                error=item.error,
+                result=item.result,
+                usage=[item.usage.model_dump()],
+            )
         return profile.id
 
     async def stats(self, ns: str) -> dict[str, Any]:

@@ -135,7 +135,7 @@ def test_import_rejects_garbage_with_the_line_number(capsys: Any, tmp_path: Path
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"profile": {"id": "ok"}}\nnot json\n')
     code, _, err = run(capsys, "import", str(bad))
-    assert code == 1 and "line 2" in err
+    assert code == 2 and f"invalid: {bad} line 1: " in err  # every line is checked before any is written
 
 
 def test_serve_refuses_to_listen_beyond_loopback_without_tokens(capsys: Any) -> None:
