@@ -24,6 +24,7 @@ from .patching import Limits, diff
 __all__ = [
     "DROP_REASONS",
     "MergeResult",
+    "QuoteIndex",
     "is_protected",
     "is_sensitive",
     "merge_extraction",
@@ -33,8 +34,10 @@ __all__ = [
 DROP_REASONS = ("ungrounded", "low_confidence", "sensitive", "invalid_key", "protected", "limit")
 MAX_SUMMARY_CHARS = 4000
 MAX_EVIDENCE = 20
-_MIN_QUOTE_CHARS = 3
-_MIN_ELIDED_CHARS = 12
+# Grounding (QuoteIndex): what makes a quote substantial, and how far an elision may reach.
+_MIN_QUOTE_CHARS = 12
+_MIN_PART_CHARS = 3
+_MAX_ELIDED_PARTS = 3
 _MAX_ELIDED_SPAN = 400
 
 # A key is sensitive when a word of its topic names a sensitive category, or a word of the
@@ -75,6 +78,10 @@ _QUOTES = str.maketrans(
     | dict.fromkeys("\u200b\u200c\u200d\u2060\ufeff\u00ad", "")
 )
 _SPACE = re.compile(r"\s+")
+# "User 2: ", "Caroline: ", '"city": ', "- Name: ": a speaker or field name before the message.
+_PREFIX = re.compile(r"^[^\s:][^:]{0,39}?:\s+(?=\S)")
+_LIST_MARKER = re.compile(r"^\d{1,3}[.)]\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 @dataclass(frozen=True)
@@ -113,34 +120,123 @@ def is_protected(key: str) -> bool:
     )
 
 
-def _find(quote: str, hint: str | None, chunks: list[tuple[DataChunk, str]]) -> str | None:
-    """The data_id of the chunk the quote occurs in, or None when it occurs nowhere.
+class QuoteIndex:
+    """Where evidence quotes occur in the data of one extraction: the grounding rule.
 
-    A quote elided with "..." counts when its parts (at most three, each at least three
-    characters, twelve in all) occur in order in one chunk, close together: otherwise
-    scraps like "i...a...e" would be found in almost any text.
+    Quotes and data are compared in :func:`normalize_text` form, and a quote by its core,
+    the quote without punctuation at either end. A quote grounds when its core occurs on
+    word boundaries (no letter, digit or ``_`` directly before or after it) and is
+    substantial, at least two words and twelve characters, or else is a whole utterance.
+    Short scraps such as "for" occur in almost any text and prove nothing.
+
+    The utterances of a data block are the cores of: each line; the message of a line
+    that starts with a speaker or field prefix (``User 2: ``, ``Caroline: ``,
+    ``"city": ``, at most 40 characters before ``": "``), which is the line without it;
+    and each sentence of the message or line (split after ``.``, ``!`` or ``?`` followed
+    by a space), a list marker (``2. ``) at the start of a line set aside. A quote with no
+    letter or digit grounds nothing. So a short chat message ("Berlin", "Yes, I do."), a short sentence
+    inside one ("I'm vegan."), a short line of a log or a JSON value grounds whole, but
+    never a word taken out of it.
     """
-    parts = [p.strip() for p in normalize_text(quote).split("...")]
-    parts = [p for p in parts if p]
-    if sum(len(p) for p in parts) < _MIN_QUOTE_CHARS:
+
+    def __init__(self, chunks: list[DataChunk]) -> None:
+        self._sources = [_Source.of(c) for c in chunks]
+
+    def find(self, quote: str, hint: str | None = None) -> str | None:
+        """The data_id of the block the quote grounds in (``hint`` first), or None."""
+        normalized = normalize_text(quote)
+        core = _core(normalized)
+        ordered = sorted(self._sources, key=lambda s: s.data_id != hint)
+        if core:
+            substantial = _substantial(core)
+            for source in ordered:
+                if core in source.utterances or (substantial and _occurs(core, source.text) >= 0):
+                    return source.data_id
+        if "..." in normalized:
+            return _find_elided(normalized, ordered)
         return None
-    if len(parts) > 1 and (
-        len(parts) > 3 or min(map(len, parts)) < 3 or sum(map(len, parts)) < _MIN_ELIDED_CHARS
-    ):
+
+
+@dataclass(frozen=True)
+class _Source:
+    data_id: str
+    text: str
+    lines: tuple[str, ...]
+    utterances: frozenset[str]
+
+    @classmethod
+    def of(cls, chunk: DataChunk) -> _Source:
+        lines = tuple(filter(None, (normalize_text(line) for line in chunk.text.splitlines())))
+        units: set[str] = set()
+        for line in lines:
+            units.add(_core(line))
+            message = _LIST_MARKER.sub("", line)
+            prefix = _PREFIX.match(message)
+            message = message[prefix.end() :] if prefix else message
+            units.add(_core(message))
+            units.update(_core(sentence) for sentence in _SENTENCE_END.split(message))
+        units.discard("")
+        return cls(chunk.data_id, normalize_text(chunk.text), lines, frozenset(units))
+
+
+def _core(text: str) -> str:
+    """The text without punctuation or spaces at either end."""
+    start, end = 0, len(text)
+    while start < end and not _is_word(text[start]):
+        start += 1
+    while end > start and not _is_word(text[end - 1]):
+        end -= 1
+    return text[start:end]
+
+
+def _substantial(core: str) -> bool:
+    # A core starts and ends with a letter or digit, so a space inside means two words.
+    return len(core) >= _MIN_QUOTE_CHARS and " " in core
+
+
+def _is_word(char: str) -> bool:
+    return char.isalnum() or char == "_"
+
+
+def _occurs(needle: str, text: str, start: int = 0, end: int | None = None) -> int:
+    """Where the first occurrence of ``needle`` in ``text[start:end]`` on word boundaries
+    ends, or -1."""
+    end = len(text) if end is None else min(end, len(text))
+    check_start, check_end = _is_word(needle[0]), _is_word(needle[-1])
+    at = text.find(needle, start, end)
+    while at >= 0:
+        after = at + len(needle)
+        if not (check_start and at > 0 and _is_word(text[at - 1])) and not (
+            check_end and after < len(text) and _is_word(text[after])
+        ):
+            return after
+        at = text.find(needle, at + 1, end)
+    return -1
+
+
+def _find_elided(normalized: str, sources: list[_Source]) -> str | None:
+    """An elided quote ("A ... B") grounds when it has at most three parts, each at least
+    three characters, that together are substantial and occur in order, each on word
+    boundaries, in one line, within 400 characters: otherwise scraps like "i...a...e"
+    or "for ... the ... and" would be found in almost any text."""
+    parts = [p for p in (_core(part) for part in normalized.split("...")) if p]
+    if not 2 <= len(parts) <= _MAX_ELIDED_PARTS or min(map(len, parts)) < _MIN_PART_CHARS:
         return None
-    ordered = sorted(chunks, key=lambda c: c[0].data_id != hint)
-    for chunk, text in ordered:
-        start = text.find(parts[0])
-        while start >= 0:
-            position = start + len(parts[0])
-            for part in parts[1:]:
-                position = text.find(part, position, start + _MAX_ELIDED_SPAN)
-                if position < 0:
-                    break
-                position += len(part)
-            else:
-                return chunk.data_id
-            start = text.find(parts[0], start + 1)
+    if not _substantial(" ".join(parts)):
+        return None
+    for source in sources:
+        for line in source.lines:
+            start = _occurs(parts[0], line)
+            while start >= 0:
+                first = start - len(parts[0])
+                position = start
+                for part in parts[1:]:
+                    position = _occurs(part, line, position, first + _MAX_ELIDED_SPAN)
+                    if position < 0:
+                        break
+                else:
+                    return source.data_id
+                start = _occurs(parts[0], line, first + 1)
     return None
 
 
@@ -160,7 +256,7 @@ def merge_extraction(
 ) -> MergeResult:
     """Apply the operations that survive the rules; later operations win over earlier ones."""
     limits = limits or Limits()
-    normalized = [(c, normalize_text(c.text)) for c in chunks]
+    quotes = QuoteIndex(chunks)
     attributes = dict(current.attributes)
     dropped = dict.fromkeys(DROP_REASONS, 0)
     conflicts: list[dict[str, object]] = []
@@ -179,7 +275,7 @@ def merge_extraction(
         if isinstance(op, SetOp) and op.confidence < confidence_floor:
             dropped["low_confidence"] += 1
             continue
-        data_id = _find(op.evidence, op.data_id, normalized)
+        data_id = quotes.find(op.evidence, op.data_id)
         if data_id is None:
             dropped["ungrounded"] += 1
             continue

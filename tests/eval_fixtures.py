@@ -12,7 +12,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-REAL_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "eval-data"
+# ``../shared/eval-data`` beside the repository; a git worktree one level deeper finds it too.
+REAL_DATA = next(
+    (
+        p / "shared" / "eval-data"
+        for p in Path(__file__).resolve().parents
+        if (p / "shared" / "eval-data").is_dir()
+    ),
+    Path(__file__).resolve().parent.parent.parent / "shared" / "eval-data",
+)
 
 SPC_ROWS = [
     (
