@@ -346,7 +346,8 @@ class ReadTx:
         limit: int = 50,
         cursor: str | None = None,
     ) -> tuple[list[ProfileSummary], str | None]:
-        """A page of profiles, by id (or by relevance with ``query``), and the next cursor."""
+        """A page of profiles, by id (with ``query``: name or alias matches first, then by id),
+        and the next cursor."""
         where, params = ["p.namespace = ?"], [ns]
         if kind:
             where.append("p.kind = ?")
@@ -357,11 +358,17 @@ class ReadTx:
             if tag:
                 where.append("EXISTS (SELECT 1 FROM profile_tags t WHERE t.profile_pk = p.pk AND t.tag = ?)")
                 params.append(tag)
+            # One index serves every namespace, so its statistics (bm25's document counts and
+            # lengths) would let another tenant's words move this tenant's rows. The order uses
+            # only each row itself: a match in the name or alias first, then by id.
+            match = _fts_query(query)
             sql = (
                 f"SELECT {cols} FROM profiles_fts f JOIN profiles p ON p.pk = f.rowid "
-                f"WHERE profiles_fts MATCH ? AND {' AND '.join(where)} ORDER BY f.rank, p.id LIMIT ? OFFSET ?"
+                f"WHERE profiles_fts MATCH ? AND {' AND '.join(where)} "
+                "ORDER BY p.pk NOT IN (SELECT rowid FROM profiles_fts WHERE profiles_fts MATCH ?), p.id "
+                "LIMIT ? OFFSET ?"
             )
-            rows = await self._all(sql, [_fts_query(query), *params, limit + 1, offset])
+            rows = await self._all(sql, [match, *params, f"{{name alias}} : ({match})", limit + 1, offset])
             nxt = _encode_cursor(offset + limit) if len(rows) > limit else None
         else:
             after = str(_decode_cursor(cursor, str)) if cursor else ""

@@ -97,6 +97,43 @@ def tenants(config: Config) -> Config:
     return config.with_overrides(tokens=TOKENS)
 
 
+async def _search_order_of_b(config: Config, flood: str | None) -> list[list[str]]:
+    """Team-b's result order for its own queries, after team-a stored 60 documents full of
+    ``flood`` (or nothing)."""
+    url = f"{BASE}/mcp"
+    async with served(config) as asgi, client_for(asgi, url, A) as a, client_for(asgi, url, B) as b:
+        for i in range(60 if flood else 0):
+            patch = {"name": f"A {i}", "summary": f"{flood} " * (1 + i % 5) + "filler words " * i}
+            await a.call_tool("update_profile", {"profile": f"a{i:02d}", "create": True, "patch": patch})
+        for ref, patch in (
+            ("b1", {"name": "One", "summary": "alpine alpine alpine alpine hiking"}),
+            ("b2", {"name": "Two", "summary": "alpine hiking hiking hiking hiking"}),
+            ("b3", {"name": "Three", "summary": "alpine and more hiking, with much more to say " * 3}),
+            ("b4", {"name": "Alpine Hiking Club", "summary": "a club"}),
+            ("b5", {"name": "Five", "attributes": {"interests.outdoor": "alpine hiking"}}),
+        ):
+            await b.call_tool("update_profile", {"profile": ref, "create": True, "patch": patch})
+        orders = []
+        for query in ("alpine hik", "hiking", "alpine"):
+            page = (await b.call_tool("list_profiles", {"query": query})).structured_content
+            orders.append([p["id"] for p in page["profiles"]])
+        return orders
+
+
+async def test_one_tenants_data_has_no_effect_on_anothers_search_order(
+    tenants: Config, tmp_path: Path
+) -> None:
+    """Regression: the shared full-text index ranked by bm25, whose statistics count every
+    namespace's documents, so team-b's order revealed which words team-a stores."""
+    runs = {}
+    for flood in (None, "alpine", "hiking"):
+        config = tenants.with_overrides(db=str(tmp_path / f"{flood}.sqlite3"))
+        runs[flood] = await _search_order_of_b(config, flood)
+    assert runs["alpine"] == runs[None] == runs["hiking"], runs
+    # a match in the name or alias first, then by id; the last word is still a prefix
+    assert runs[None] == [["b4", "b1", "b2", "b3", "b5"]] * 3
+
+
 # ---- authentication ----------------------------------------------------------------
 
 
