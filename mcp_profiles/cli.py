@@ -117,6 +117,12 @@ async def cmd_delete(args: argparse.Namespace, config: Config) -> int:
     print(
         f"deleted {result.id}: {erased['revisions']} version(s) and {erased['data_items']} data item(s) erased"
     )
+    if result.wal_pending:
+        print(
+            "note: another process is reading the database, so the erased data is still in its "
+            "write-ahead log; it is removed when that read ends and this or another server writes or closes",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from .jobs import JobResult
 from .models import Profile, ProfileSummary, Revision
@@ -46,6 +46,11 @@ class Erased(BaseModel):
 
     revisions: int
     data_items: int
+    wal_pending: bool = Field(
+        False,
+        description="True while another connection's read keeps erased pages in the database's "
+        "write-ahead log; the server removes them at its next write, within seconds, or on close.",
+    )
 
 
 class DeleteProfileResult(BaseModel):

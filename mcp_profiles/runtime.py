@@ -45,6 +45,20 @@ def llm_from_env(config: Config, env: Mapping[str, str] | None = None) -> LLM | 
     return AnthropicLLM(config.model, timeout=config.llm_timeout, max_retries=config.llm_max_retries)
 
 
+ERASURE_TICK_SECONDS = 5.0
+
+
+async def _finish_erasures(store: ProfileStore) -> None:
+    """The periodic tick that completes an erasure a reader held back, when no write comes."""
+    while True:
+        await anyio.sleep(ERASURE_TICK_SECONDS)
+        if store.wal_pending:
+            try:
+                await store.finish_erasure()
+            except Exception:  # a locked or busy file: the next tick, write or close retries
+                log.warning("checkpoint after erasure failed; retrying", exc_info=True)
+
+
 @asynccontextmanager
 async def open_app(
     config: Config, *, llm: LLM | None = None, bus: NamespacedBus | None = None, worker: bool = True
@@ -64,6 +78,7 @@ async def open_app(
             async with anyio.create_task_group() as tg:
                 if worker:
                     tg.start_soon(extractor.run_worker)
+                tg.start_soon(_finish_erasures, store)
                 try:
                     yield app
                 except Exception as e:  # re-raised below, not wrapped in an ExceptionGroup

@@ -46,6 +46,8 @@ class DeleteResult:
     id: str
     deleted: bool
     erased: dict[str, int]
+    # the erased pages are still in the WAL or main file because another connection reads
+    wal_pending: bool = False
 
 
 P = ParamSpec("P")
@@ -304,7 +306,8 @@ class ProfileService:
                 raise NotFound(f"profile {ref!r} does not exist")
             pk, profile = found
             erased = await tx.delete_profile(pk)
-        return DeleteResult(profile.id, True, erased)
+        # the write has checkpointed after the erasure, or marked it pending
+        return DeleteResult(profile.id, True, erased, wal_pending=self.store.wal_pending)
 
     # ---- connections --------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -35,14 +36,21 @@ __all__ = ["DataItem", "ProfileStore", "WriteTx", "create_private"]
 
 # busy_timeout first: switching to WAL needs a lock another process opening the same
 # file may hold for a moment.
+_BUSY_TIMEOUT_MS = 10000
 _PRAGMAS = (
-    "PRAGMA busy_timeout=10000",
+    f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}",
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
     "PRAGMA secure_delete=ON",
 )
 _SUMMARY_COLS = "id, kind, alias, name, summary, version, updated_at"
+# After an erasure the truncating checkpoint is retried this long (pauses growing to 0.2 s)
+# while another connection's read holds it back; then the answer says ``wal_pending``.
+ERASURE_CHECKPOINT_SECONDS = 2.0
+_CHECKPOINT_PAUSES = (0.01, 0.02, 0.05, 0.1, 0.2)
+
+log = logging.getLogger("mcp_profiles")
 
 
 @dataclass
@@ -167,6 +175,9 @@ class ProfileStore:
         self._db = db
         self._lock = anyio.Lock()
         self.path = path
+        # An erasure whose pre-erasure pages are still in the WAL (or the erased pages not
+        # yet overwritten in the main file): finished by the next write, tick or close.
+        self.wal_pending = False
 
     @classmethod
     @asynccontextmanager
@@ -182,7 +193,14 @@ class ProfileStore:
                 await db.execute(pragma)
             store = cls(db, path)
             await store._migrate()
+            # A process that died with an erasure pending left it in the WAL: finish it now.
+            await store._try_truncate()
             yield store
+            if store.wal_pending:
+                with anyio.CancelScope(shield=True):
+                    await store._compact_after_erasure()
+                if store.wal_pending:
+                    log.warning("closing with erased data still in %s-wal: another connection reads it", path)
         finally:
             await db.close()
 
@@ -251,6 +269,8 @@ class ProfileStore:
                 raise
         if tx.erased:
             await self._compact_after_erasure()
+        elif self.wal_pending:
+            await self.finish_erasure()
 
     async def _control(self, statement: str) -> None:
         """BEGIN, COMMIT or ROLLBACK, shielded from cancellation.
@@ -263,9 +283,39 @@ class ProfileStore:
             await self._db.execute(statement)
 
     async def _compact_after_erasure(self) -> None:
-        """Empty the WAL file, which still holds the pages as they were before the erasure."""
+        """Copy the erasure into the main file and empty the WAL, which still holds the
+        pages as they were before it: retried for ``ERASURE_CHECKPOINT_SECONDS`` while
+        another connection's read transaction holds the checkpoint back (a second server,
+        ``export``, a backup), then left to :meth:`finish_erasure` with ``wal_pending`` set.
+        """
+        deadline = anyio.current_time() + ERASURE_CHECKPOINT_SECONDS
+        pauses = iter(_CHECKPOINT_PAUSES)
+        while not await self._try_truncate():
+            left = deadline - anyio.current_time()
+            if left <= 0:
+                self.wal_pending = True
+                log.warning("erased data stays in %s-wal until a reader finishes; retried later", self.path)
+                return
+            await anyio.sleep(min(next(pauses, _CHECKPOINT_PAUSES[-1]), left))
+        self.wal_pending = False
+
+    async def finish_erasure(self) -> bool:
+        """One more truncating checkpoint if an erasure is pending; True when none is."""
+        if self.wal_pending and await self._try_truncate():
+            self.wal_pending = False
+        return not self.wal_pending
+
+    async def _try_truncate(self) -> bool:
+        """One ``wal_checkpoint(TRUNCATE)`` that does not wait for readers; True when it
+        completed (every frame in the main file, the WAL empty)."""
         async with self._lock:
-            await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            with anyio.CancelScope(shield=True):  # never leave busy_timeout at 0
+                await self._db.execute("PRAGMA busy_timeout=0")
+                try:
+                    rows = list(await self._db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)"))
+                finally:
+                    await self._db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        return bool(rows) and int(rows[0][0]) == 0
 
     async def checkpoint(self) -> tuple[int, int, int]:
         """Checkpoint and truncate the WAL; returns (busy, wal frames, checkpointed)."""

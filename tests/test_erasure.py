@@ -10,6 +10,9 @@ scanned for the PII in each form SQLite might store it. ``export`` beforehand ho
 from __future__ import annotations
 
 import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ import anyio
 import pytest
 from mcp.shared.exceptions import MCPError
 
+from mcp_profiles import runtime, store
 from mcp_profiles.cli import main
 from mcp_profiles.config import Config
 from mcp_profiles.runtime import open_app
@@ -139,7 +143,7 @@ async def test_delete_leaves_no_pii_in_the_database_wal_or_shm(connect: Any, con
         assert result.structured_content == {
             "id": VICTIM,
             "deleted": True,
-            "erased": {"revisions": 4, "data_items": 1},
+            "erased": {"revisions": 4, "data_items": 1, "wal_pending": False},
         }
         # the server is still running: its WAL and shared-memory files are live
         hits, scanned = scan(config.db_path)
@@ -239,4 +243,71 @@ async def test_a_thousand_erasures_keep_the_search_index_sound(config: Config) -
         page, _ = await svc.list_profiles("default", query="w29x99")
         assert [p.id for p in page] == ["keep-29"]
         assert (await svc.list_profiles("default", query="quenwhistle"))[0] == []
+    assert integrity_check(config.db_path) == "ok"
+
+
+# ---- a concurrent reader holds the checkpoint back ----------------------------------------
+
+
+@contextmanager
+def reader_of(db: str) -> Iterator[sqlite3.Connection]:
+    """A second connection in an open read transaction, as a second server process,
+    ``export`` or a backup tool would hold one: the WAL can't be checkpointed past it."""
+    con = sqlite3.connect(db, isolation_level=None)
+    try:
+        con.execute("BEGIN")
+        assert con.execute("SELECT count(*) FROM profiles").fetchone()[0] > 0
+        yield con
+    finally:
+        con.close()
+
+
+async def test_a_reader_during_the_delete_makes_it_wal_pending_and_the_next_write_finishes_it(
+    connect: Any, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store, "ERASURE_CHECKPOINT_SECONDS", 0.5)
+    api = MessagesAPI(when_empty="echo")
+    async with connect(server_kwargs={"llm": anthropic_llm(api)}) as client:
+        await _seed_victim(client)
+        with reader_of(config.db_path) as reader:
+            result = await client.call_tool("delete_profile", {"profile": VICTIM})
+            assert result.structured_content["erased"] == {
+                "revisions": 4,
+                "data_items": 1,
+                "wal_pending": True,
+            }
+            held, _ = scan(config.db_path)
+            assert held, "the reader should have kept the erased bytes on disk"
+            reader.execute("COMMIT")  # the read ends; the connection stays open
+            assert scan(config.db_path)[0] == held  # nothing finishes it by itself
+            await client.call_tool("update_profile", {"profile": "bystander-00", "patch": {"name": "Next"}})
+            hits, scanned = scan(config.db_path)
+            assert hits == {} and scanned > 500_000, hits
+    print(f"\nwal_pending erasure: PII in {sorted(held)} while read, 0 hits after the next write")
+
+
+@pytest.mark.parametrize("opportunity", ["close", "tick"])
+async def test_a_pending_erasure_finishes_on_close_or_on_the_periodic_tick(
+    connect: Any, config: Config, monkeypatch: pytest.MonkeyPatch, opportunity: str
+) -> None:
+    monkeypatch.setattr(store, "ERASURE_CHECKPOINT_SECONDS", 0.3)
+    monkeypatch.setattr(runtime, "ERASURE_TICK_SECONDS", 0.05 if opportunity == "tick" else 3600)
+    api = MessagesAPI(when_empty="echo")
+    async with connect(server_kwargs={"llm": anthropic_llm(api)}) as client:
+        await _seed_victim(client)
+    with reader_of(config.db_path) as reader:
+        async with open_app(config, worker=False) as app:
+            result = await app.service.delete_profile("default", VICTIM)
+            assert result.wal_pending and app.store.wal_pending
+            reader.execute("COMMIT")
+            if opportunity == "tick":
+                with anyio.fail_after(10):
+                    while app.store.wal_pending:
+                        await anyio.sleep(0.05)
+                assert scan(config.db_path)[0] == {}
+            else:
+                assert scan(config.db_path)[0] != {}
+        # closed, with the reader's connection still open (so SQLite's own last-close
+        # checkpoint did not run): the store's close finished the erasure
+        assert scan(config.db_path)[0] == {}
     assert integrity_check(config.db_path) == "ok"

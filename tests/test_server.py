@@ -407,7 +407,7 @@ async def test_delete_erases_profile_history_and_rows(connect: Any, config: Any)
         assert result.structured_content == {
             "id": "u1",
             "deleted": True,
-            "erased": {"revisions": 2, "data_items": 0},
+            "erased": {"revisions": 2, "data_items": 0, "wal_pending": False},
         }
         again = await client.call_tool("delete_profile", {"profile": "u1"})
         assert text(again).startswith("not_found:")
