@@ -246,7 +246,9 @@ async def delete_profile(profile: ProfileRef, ctx: Context) -> DeleteProfileResu
     """Erase a profile with its history and raw data. This cannot be undone."""
     app = app_of(ctx)
     result = await app.service.delete_profile(namespace_of(app), profile)
-    return DeleteProfileResult(id=result.id, deleted=result.deleted, erased=Erased(**result.erased, wal_pending=result.wal_pending))
+    return DeleteProfileResult(
+        id=result.id, deleted=result.deleted, erased=Erased(**result.erased, wal_pending=result.wal_pending)
+    )
 
 
 async def profile_history(

@@ -16,9 +16,8 @@ from typing import Any
 import pytest
 
 from bench.eval_data import DATASETS, load_items, load_locomo
-from mcp_profiles.extract import DataChunk, Extraction
 from mcp_profiles.merge import QuoteIndex, merge_extraction, normalize_text
-from mcp_profiles.models import Attribute, Profile
+from mcp_profiles.models import Attribute, DataChunk, Extraction, Profile
 from tests.eval_fixtures import REAL_DATA
 from tests.fakes import MessagesAPI, anthropic_llm
 from tests.helpers import text
