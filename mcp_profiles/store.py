@@ -307,12 +307,15 @@ class ProfileStore:
 
     async def _try_truncate(self) -> bool:
         """One ``wal_checkpoint(TRUNCATE)`` that does not wait for readers; True when it
-        completed (every frame in the main file, the WAL empty)."""
+        completed (every frame in the main file, the WAL empty). Never raises for a busy or
+        locked file: it runs after a write has committed, which must not then fail."""
         async with self._lock:
             with anyio.CancelScope(shield=True):  # never leave busy_timeout at 0
                 await self._db.execute("PRAGMA busy_timeout=0")
                 try:
                     rows = list(await self._db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)"))
+                except sqlite3.OperationalError:
+                    rows = []
                 finally:
                     await self._db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         return bool(rows) and int(rows[0][0]) == 0
