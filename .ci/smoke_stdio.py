@@ -24,6 +24,9 @@ async def main(command: str) -> None:
             assert not result.is_error, result
             got = await client.call_tool("get_profile", {"profile": "smoke"})
             assert got.structured_content and got.structured_content["name"] == "Smoke", got
+            card = await client.read_resource("ui://mcp-profiles/profile-card.html")  # card.html shipped
+            assert "text/html;profile=mcp-app" == card.contents[0].mime_type, card
+            assert "<!doctype html>" in getattr(card.contents[0], "text", "").lower(), card
         assert db.exists()
     from mcp_profiles.prompts import load_prompt  # the installed package, not the checkout
 

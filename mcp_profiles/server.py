@@ -16,14 +16,20 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 from mcp.server import MCPServer
+from mcp.server.apps import Apps
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, Resolve, Sample
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError, UnexpectedToolError
 from mcp.server.mcpserver.prompts.base import UserMessage
 from mcp.types import (
     CallToolResult,
+    Completion,
+    CompletionArgument,
+    CompletionContext,
     CreateMessageResult,
     InputRequiredResult,
+    PromptReference,
+    ResourceTemplateReference,
     SamplingMessage,
     TextContent,
     ToolAnnotations,
@@ -35,6 +41,8 @@ from starlette.responses import JSONResponse, Response
 
 from . import __version__
 from .bus import NamespacedBus
+from .card import CARD_URI, ProfileCard, card_html, card_text, load_card
+from .completions import complete_profile_ref, completion_context_middleware, current_request
 from .config import Config
 from .errors import ExtractionFailed, Invalid, NotFound, ProfilesError, validation_message
 from .jobs import NO_BACKEND, JobResult
@@ -387,6 +395,35 @@ async def get_job(
     return job_view(await app.extractor.job(namespace_of(app), job_id))
 
 
+async def show_profile(profile: ProfileRef, ctx: Context) -> Annotated[CallToolResult, ProfileCard]:
+    """Show a profile to the person: what is stored, where each fact came from, and what is
+    still being processed. Hosts that render MCP Apps show it as a card where the person can
+    correct or delete facts; other hosts get the same as text. Use it when the person asks
+    what you know about them."""
+    app = app_of(ctx)
+    card = await load_card(app.store, namespace_of(app), profile)
+    return CallToolResult(
+        content=[TextContent(type="text", text=card_text(card))],
+        structured_content=card.model_dump(mode="json"),
+    )
+
+
+def profile_card() -> Apps:
+    """The MCP Apps extension: ``show_profile`` linked to the card, a ``ui://`` resource.
+    Hosts without MCP Apps see an ordinary tool."""
+    apps = Apps()
+    apps.tool(resource_uri=CARD_URI, visibility=["model", "app"], annotations=READ)(show_profile)
+    apps.add_html_resource(
+        CARD_URI,
+        card_html(),
+        name="profile-card",
+        title="Profile card",
+        description="What is stored about a person, with its evidence; edit or delete a fact in place.",
+        prefers_border=True,
+    )
+    return apps
+
+
 TOOLS: list[tuple[Callable[..., Any], ToolAnnotations]] = [
     (update_profile, ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True)),
     (get_profile, READ),
@@ -445,6 +482,19 @@ async def connections_index(ctx: Context, limit: str = "200") -> str:
     n = _limit(limit, 200)
     conns: list[Connection] = await app.service.list_connections(namespace_of(app))
     return json.dumps([c.model_dump(mode="json") for c in conns[:n]], ensure_ascii=False)
+
+
+# ---- completions ----------------------------------------------------------------------------
+
+
+async def complete(
+    ref: PromptReference | ResourceTemplateReference,
+    argument: CompletionArgument,
+    context: CompletionContext | None,
+) -> Completion | None:
+    """Profile ids and aliases for profile://{ref} and the prompts' profile arguments."""
+    app: AppContext = current_request().lifespan_context
+    return await complete_profile_ref(app.store, namespace_of(app), ref, argument.name, argument.value)
 
 
 # ---- prompts --------------------------------------------------------------------------------
@@ -547,10 +597,15 @@ def create_server(
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         subscriptions=ListenBus(bus),
-        middleware=[compact_tool_schemas_middleware(), paged_resources_middleware(list_page)],
+        middleware=[
+            completion_context_middleware,
+            compact_tool_schemas_middleware(),
+            paged_resources_middleware(list_page),
+        ],
         log_level="WARNING",
         token_verifier=NamespaceTokens(config.tokens) if auth is not None else None,
         auth=auth,
+        extensions=[profile_card()],
     )
     mcp.custom_route("/healthz", methods=["GET"])(healthz)
     for tool, hints in TOOLS:
@@ -565,4 +620,5 @@ def create_server(
     mcp.prompt(name="personalize", title="Personalize the assistant")(personalize_prompt)
     mcp.prompt(name="review_profile", title="Review a profile")(review_profile)
     mcp.prompt(name="remember", title="Remember this about me")(remember)
+    mcp.completion()(complete)  # type: ignore[no-untyped-call]
     return mcp

@@ -384,6 +384,23 @@ class ReadTx:
         )
         return str(row[0]) if row else None
 
+    async def refs_starting_with(
+        self, ns: str, prefix: str, kind: Kind | None, limit: int
+    ) -> tuple[list[tuple[str, str | None]], int]:
+        """(id, alias) of profiles whose id or alias starts with ``prefix`` (any case), by id,
+        and how many there are in all: what an argument completion offers."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where = "namespace = ? AND (id LIKE ? ESCAPE '\\' OR alias LIKE ? ESCAPE '\\')"
+        params: list[Any] = [ns, pattern, pattern]
+        if kind:
+            where += " AND kind = ?"
+            params.append(kind)
+        rows = await self._all(
+            f"SELECT id, alias FROM profiles WHERE {where} ORDER BY id LIMIT ?", [*params, limit]
+        )
+        total = await self._one(f"SELECT count(*) FROM profiles WHERE {where}", params)
+        return [(str(r[0]), r[1]) for r in rows], int(total[0]) if total else 0
+
     async def count_profiles(self, ns: str) -> int:
         """Profiles in a namespace (for the per-namespace limit)."""
         row = await self._one("SELECT count(*) FROM profiles WHERE namespace = ?", (ns,))

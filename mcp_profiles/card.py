@@ -1,0 +1,107 @@
+"""The profile card: what a person sees when a host renders the ``show_profile`` tool.
+
+The card is an MCP App (the ``io.modelcontextprotocol/ui`` extension): ``card.html`` is one
+self-contained document served as the ``ui://`` resource below, and it reads and writes
+only through ``tools/call`` back to this server. This module holds what the card needs
+beyond the profile document: when each evidence quote's data arrived, which data is still
+waiting or has failed, and the last change. It reads; every write goes through the tools.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib.resources import files
+
+from pydantic import BaseModel
+
+from .errors import NotFound
+from .models import Profile
+from .render import render_markdown
+from .store import ProfileStore
+
+__all__ = ["CARD_URI", "CardItem", "LastChange", "ProfileCard", "card_html", "card_text", "load_card"]
+
+CARD_URI = "ui://mcp-profiles/profile-card.html"
+UNSETTLED = ("pending", "processing", "failed")
+
+
+@cache
+def card_html() -> str:
+    """The card's HTML, shipped inside the package (no bundler, nothing fetched)."""
+    return files("mcp_profiles").joinpath("card.html").read_text(encoding="utf-8")
+
+
+class CardItem(BaseModel):
+    """A data item behind the profile: one the evidence cites, or one not yet settled."""
+
+    data_id: str
+    input_type: str | None
+    status: str
+    received_at: str
+    error: str | None = None
+
+
+class LastChange(BaseModel):
+    """The newest version: who made it, when and why."""
+
+    version: int
+    actor: str
+    reason: str | None
+    changed_at: str
+
+
+class ProfileCard(BaseModel):
+    """A profile with what the card shows next to it."""
+
+    profile: Profile
+    last_change: LastChange | None
+    data_items: list[CardItem]
+
+
+async def load_card(store: ProfileStore, ns: str, ref: str) -> ProfileCard:
+    """The card's data in one read transaction.
+
+    Raises:
+        NotFound: no profile has this id or alias.
+    """
+    async with store.read() as tx:
+        found = await tx.locate(ns, ref)
+        if found is None:
+            raise NotFound(f"profile {ref!r} does not exist")
+        pk, profile = found
+        newest = await tx.history(ns, pk, 1)
+        cited = sorted({e.data_id for a in profile.attributes.values() for e in a.evidence})
+        items = {i.id: i for i in await tx.items_by_id(cited) if i.namespace == ns and i.profile_pk == pk}
+        items.update((i.id, i) for i in await tx.items_for(ns, pk, UNSETTLED))
+    rows = [
+        CardItem(
+            data_id=i.id,
+            input_type=i.input_type,
+            status=i.status,
+            received_at=i.created_at,
+            error=i.error if i.status == "failed" else None,
+        )
+        for i in items.values()
+    ]
+    rows.sort(key=lambda r: r.received_at)
+    last = None
+    if newest:
+        rev = newest[0]
+        last = LastChange(version=rev.version, actor=rev.actor, reason=rev.reason, changed_at=rev.changed_at)
+    return ProfileCard(profile=profile, last_change=last, data_items=rows)
+
+
+def card_text(card: ProfileCard) -> str:
+    """The same card as markdown, for hosts that show text only."""
+    text = render_markdown(card.profile)
+    waiting = [i for i in card.data_items if i.status in ("pending", "processing")]
+    failed = [i for i in card.data_items if i.status == "failed"]
+    lines: list[str] = []
+    if waiting:
+        lines.append(f"{len(waiting)} data item(s) are waiting to be processed.")
+    lines += [f"Data item {i.data_id} failed: {i.error or 'unknown error'}" for i in failed]
+    if card.last_change is not None:
+        change = card.last_change
+        why = f" ({change.reason})" if change.reason else ""
+        lines.append(f"Last change: version {change.version} by {change.actor} at {change.changed_at}{why}.")
+    return text + ("\n" + "\n".join(lines) + "\n" if lines else "")
