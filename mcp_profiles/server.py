@@ -80,8 +80,8 @@ create=true and an id such as their first name in lower case).
 
 Read before your first reply in every conversation: get_profile (or the personalize
 prompt, or the resource profile://{id}). Use what it says instead of asking again, and
-don't recite it back. Read it again when the person asks what you know about them. If
-you were told which assistant profile you are, read it too (or pass it as `assistant` to
+don't recite it back. When the person asks what you know about them, call show_profile
+(hosts that can draw it show a card where they can correct it). If you were told which assistant profile you are, read it too (or pass it as `assistant` to
 personalize) and follow its persona and style.
 
 Write whenever the person tells you something lasting about themselves (name, role,

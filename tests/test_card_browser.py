@@ -5,9 +5,11 @@ sees, and on the stored profile after they act through the card."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client
 
@@ -131,7 +133,9 @@ async def test_card_shows_facts_sources_badges_and_data_waiting(config: Config, 
         await expect(card).to_contain_text("prompt is too long")
         # version and last change
         version = (await stored(client))["version"]
-        await expect(card.locator(".meta").first).to_contain_text(f"Version {version} · last changed")
+        meta = card.locator(".meta").first
+        await expect(meta).to_contain_text(f"Version {version} · last changed")
+        await expect(meta).to_contain_text("by extraction (from chat history received")
         # controls with accessible names
         await expect(hosted.frame.get_by_role("button", name="Delete Work: role")).to_be_visible()
         await expect(
@@ -339,3 +343,49 @@ async def test_hostile_values_are_shown_as_text_and_never_run(config: Config) ->
         await expect(fact(hosted, "basic_info.motto")).to_have_count(0)
         assert "basic_info.motto" not in (await stored(client, "eve"))["attributes"]
         assert hosted.console_errors == []
+
+
+async def test_without_the_lifecycle_tools_the_card_shows_no_sources_and_no_error(config: Config) -> None:
+    from playwright.async_api import expect
+
+    await seed_maya(config)
+    server = create_server(config)
+    for name in ("list_data", "forget_data"):  # the card must also work on servers without them
+        if name in {t.name for t in await server.list_tools()}:
+            server.remove_tool(name)
+    async with Client(server) as client, hosted_card(client, "maya") as hosted:
+        f = hosted.frame
+        await expect(f.locator("h1")).to_have_text("Maya Okafor")
+        with anyio.fail_after(20):
+            while "list_data" not in [c[0] for c in hosted.calls]:
+                await anyio.sleep(0.05)
+        await hosted.page.wait_for_timeout(300)  # the answer arrives and the card settles
+        assert [c[0] for c in hosted.calls].count("list_data") == 1
+        await expect(f.get_by_role("heading", name="Sources")).to_have_count(0)
+        await expect(f.get_by_role("button", name=re.compile("^Forget this source"))).to_have_count(0)
+        await expect(f.get_by_role("alert")).to_have_text("")
+
+
+async def test_card_lists_sources_and_forgets_one_with_the_lifecycle_tools(config: Config) -> None:
+    from playwright.async_api import expect
+
+    server = create_server(config)
+    if "forget_data" not in {t.name for t in await server.list_tools()}:
+        pytest.skip("this server has no list_data/forget_data (the data-lifecycle tools)")
+    await seed_maya(config)
+    async with Client(server) as client:
+        async with hosted_card(client, "maya") as hosted:
+            f = hosted.frame
+            await expect(f.get_by_role("heading", name="Sources")).to_be_visible()
+            chat = f.get_by_role("button", name=re.compile(r"^Forget this source: chat history received"))
+            await expect(chat).to_have_count(1)
+            await expect(f.locator("li.item").filter(has=chat)).to_contain_text("Supports")
+            await chat.click()
+            await f.get_by_role("button", name=re.compile(r"^Confirm forget chat history received")).click()
+            await expect(fact(hosted, "work.role")).to_have_count(0)
+            await expect(f.get_by_role("status")).to_contain_text("Forgot the source chat history received")
+            await expect(f.get_by_role("alert")).to_have_text("")
+            await expect(fact(hosted, "preferences.answer_length")).to_have_count(1)  # set by hand: kept
+            doc = await stored(client)
+            assert "work.role" not in doc["attributes"] and "preferences.answer_length" in doc["attributes"]
+            assert [c[0] for c in hosted.calls].count("forget_data") == 1
