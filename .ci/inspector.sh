@@ -82,10 +82,10 @@ print(f"ok   {name:28} {note}")
 PY
 }
 
-tools="update_profile upsert_profile_from_data get_profile list_profiles delete_profile profile_history revert_profile get_job"
+tools="update_profile upsert_profile_from_data get_profile list_profiles delete_profile profile_history revert_profile get_job show_profile"
 
 inspect tools --method tools/list
-check tools ok "sorted(t['name'] for t in r['tools']) == sorted('$tools'.split()) and '8 tools, named as in the contract'"
+check tools ok "sorted(t['name'] for t in r['tools']) == sorted('$tools'.split()) and [t['_meta']['ui']['resourceUri'] for t in r['tools'] if t['name'] == 'show_profile'] == ['ui://mcp-profiles/profile-card.html'] and '9 tools, named as in the contract; show_profile links the card'"
 
 inspect templates --method resources/templates/list
 check templates ok "{'profile://{ref}', 'profiles://index{?kind,tag,limit}'} <= {t['uriTemplate'] for t in r['resourceTemplates']} and 'profile://{ref}, profiles://index{?kind,tag,limit}'"
@@ -105,6 +105,9 @@ check resources ok "{'profile://ada', 'connections://index'} <= {x['uri'] for x 
 
 inspect read_profile --method resources/read --uri profile://ada
 check read_profile ok "json.loads(r['contents'][0]['text'])['attributes']['work.role']['value'] == 'mathematician' and r['contents'][0]['mimeType'] == 'application/json' and 'profile://ada is the JSON document'"
+
+inspect card --method resources/read --uri ui://mcp-profiles/profile-card.html
+check card ok "r['contents'][0]['mimeType'] == 'text/html;profile=mcp-app' and r['contents'][0]['text'].lower().startswith('<!doctype html>') and 'the card is an MCP App resource'"
 
 inspect personalize --method prompts/get --prompt-name personalize --prompt-args user=ada
 check personalize ok "'Ada Lovelace' in r['messages'][0]['content']['text'] and 'mathematician' in r['messages'][0]['content']['text'] and 'rendered with the profile'"

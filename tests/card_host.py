@@ -70,7 +70,7 @@ window.hostContext = __CONTEXT__;
 window.hostLog = [];
 const frame = document.getElementById("view");
 function toView(message) { frame.contentWindow.postMessage(message, "*"); }
-window.setTheme = (theme) => toView({ jsonrpc: "2.0", method: "ui/notifications/host-context-changed", params: { theme } });
+window.changeContext = (params) => toView({ jsonrpc: "2.0", method: "ui/notifications/host-context-changed", params });
 window.addEventListener("message", async (event) => {
   if (event.source !== frame.contentWindow) return;
   const msg = event.data;

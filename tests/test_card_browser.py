@@ -275,10 +275,25 @@ async def test_card_follows_the_host_theme_and_fits_360_pixels(config: Config) -
         widths = await f.locator("html").evaluate("h => [h.scrollWidth, h.clientWidth]")
         assert widths[0] <= widths[1] <= 360, widths
         await expect(f.get_by_role("button", name="Delete Goals: language")).to_be_in_viewport()
-        await hosted.page.evaluate("window.setTheme('light')")
+        await hosted.page.evaluate("window.changeContext({theme: 'light'})")
         await expect(f.locator("html")).to_have_attribute("data-theme", "light")
         light = await f.locator("body").evaluate("b => getComputedStyle(b).backgroundColor")
         assert light == "rgb(255, 255, 255)"
+        # the host's own style variables win over the card's defaults; odd names are ignored
+        await hosted.page.evaluate(
+            "window.changeContext({styles: {variables: {'--color-background-primary': 'rgb(250, 240, 230)',"
+            " 'color': 'red', '--x;}body{color:red': 'x'}}})"
+        )
+        await expect(f.locator("body")).to_have_css("background-color", "rgb(250, 240, 230)")
+        assert (
+            await f.locator("html").get_attribute("style")
+            == "--color-background-primary: rgb(250, 240, 230);"
+        )
+        # the card tells the host its size, within the 360 px it was given
+        sizes = [
+            m["params"] for m in await hosted.host_log() if m.get("method") == "ui/notifications/size-changed"
+        ]
+        assert sizes and all(0 < s["width"] <= 360 and s["height"] > 300 for s in sizes), sizes
 
 
 HOSTILE_NAME = '<img src=x onerror="window.parent.pwned=1">Eve'

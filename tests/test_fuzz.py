@@ -315,6 +315,7 @@ TOOLS: dict[str, tuple[st.SearchStrategy[dict[str, Any]], int]] = {
         1500,
     ),
     "delete_profile": (tool_args({"profile": (plausible_ref, ref)}, {}), 700),
+    "show_profile": (tool_args({"profile": (plausible_ref, ref)}, {}), 300),
     "profile_history": (
         tool_args({"profile": (plausible_ref, ref)}, {"limit": (st.integers(1, 200), number)}),
         700,
