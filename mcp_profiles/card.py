@@ -23,6 +23,7 @@ __all__ = ["CARD_URI", "CardItem", "LastChange", "ProfileCard", "card_html", "ca
 
 CARD_URI = "ui://mcp-profiles/profile-card.html"
 UNSETTLED = ("pending", "processing", "failed")
+MAX_UNSETTLED = 100  # a bulk import can queue thousands; the card lists the oldest
 
 
 @cache
@@ -32,7 +33,8 @@ def card_html() -> str:
 
 
 class CardItem(BaseModel):
-    """A data item behind the profile: one the evidence cites, or one not yet settled."""
+    """A data item behind the profile: one the evidence cites, or one not yet settled (the
+    oldest 100 of those)."""
 
     data_id: str
     input_type: str | None
@@ -56,6 +58,7 @@ class ProfileCard(BaseModel):
     profile: Profile
     last_change: LastChange | None
     data_items: list[CardItem]
+    data_counts: dict[str, int]  # data items by status: pending, processing, done, failed
 
 
 async def load_card(store: ProfileStore, ns: str, ref: str) -> ProfileCard:
@@ -71,8 +74,8 @@ async def load_card(store: ProfileStore, ns: str, ref: str) -> ProfileCard:
         pk, profile = found
         newest = await tx.history(ns, pk, 1)
         cited = sorted({e.data_id for a in profile.attributes.values() for e in a.evidence})
-        items = {i.id: i for i in await tx.items_by_id(cited) if i.namespace == ns and i.profile_pk == pk}
-        items.update((i.id, i) for i in await tx.items_for(ns, pk, UNSETTLED))
+        items = await tx.item_headers(ns, pk, cited, UNSETTLED, MAX_UNSETTLED)
+        counts = await tx.item_counts(ns, pk)
     rows = [
         CardItem(
             data_id=i.id,
@@ -81,25 +84,27 @@ async def load_card(store: ProfileStore, ns: str, ref: str) -> ProfileCard:
             received_at=i.created_at,
             error=i.error if i.status == "failed" else None,
         )
-        for i in items.values()
+        for i in items
     ]
-    rows.sort(key=lambda r: r.received_at)
     last = None
     if newest:
         rev = newest[0]
         last = LastChange(version=rev.version, actor=rev.actor, reason=rev.reason, changed_at=rev.changed_at)
-    return ProfileCard(profile=profile, last_change=last, data_items=rows)
+    return ProfileCard(profile=profile, last_change=last, data_items=rows, data_counts=counts)
 
 
 def card_text(card: ProfileCard) -> str:
     """The same card as markdown, for hosts that show text only."""
     text = render_markdown(card.profile)
-    waiting = [i for i in card.data_items if i.status in ("pending", "processing")]
+    counts = card.data_counts
+    waiting = counts.get("pending", 0) + counts.get("processing", 0)
     failed = [i for i in card.data_items if i.status == "failed"]
     lines: list[str] = []
     if waiting:
-        lines.append(f"{len(waiting)} data item(s) are waiting to be processed.")
+        lines.append(f"{waiting} data item(s) are waiting to be processed.")
     lines += [f"Data item {i.data_id} failed: {i.error or 'unknown error'}" for i in failed]
+    if counts.get("failed", 0) > len(failed):
+        lines.append(f"{counts['failed'] - len(failed)} more data item(s) failed.")
     if card.last_change is not None:
         change = card.last_change
         why = f" ({change.reason})" if change.reason else ""

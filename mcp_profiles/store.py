@@ -74,6 +74,17 @@ class DataItem:
 
 
 @dataclass
+class ItemHeader:
+    """What a data item is, without its content (for listing)."""
+
+    id: str
+    input_type: str | None
+    status: str
+    error: str | None
+    created_at: str
+
+
+@dataclass
 class _Stats:
     profiles: int = 0
     versions: int = 0
@@ -400,6 +411,36 @@ class ReadTx:
         )
         total = await self._one(f"SELECT count(*) FROM profiles WHERE {where}", params)
         return [(str(r[0]), r[1]) for r in rows], int(total[0]) if total else 0
+
+    async def item_headers(
+        self, ns: str, pk: int, ids: Sequence[str], statuses: Sequence[str], limit: int
+    ) -> list[ItemHeader]:
+        """Items of one profile without their content, oldest first: those named in ``ids``,
+        and the first ``limit`` in one of ``statuses``."""
+        cols = "id, input_type, status, error, created_at"
+        rows: list[Any] = []
+        if ids:
+            rows += await self._all(
+                f"SELECT {cols}, rowid FROM data_items WHERE namespace = ? AND profile_pk = ? "
+                f"AND id IN ({','.join('?' * len(ids))})",
+                (ns, pk, *ids),
+            )
+        if statuses:
+            rows += await self._all(
+                f"SELECT {cols}, rowid FROM data_items WHERE namespace = ? AND profile_pk = ? "
+                f"AND status IN ({','.join('?' * len(statuses))}) ORDER BY rowid LIMIT ?",
+                (ns, pk, *statuses, limit),
+            )
+        unique = {r[0]: r for r in rows}
+        return [ItemHeader(*r[:5]) for r in sorted(unique.values(), key=lambda r: r[5])]
+
+    async def item_counts(self, ns: str, pk: int) -> dict[str, int]:
+        """How many data items one profile has in each state."""
+        rows = await self._all(
+            "SELECT status, count(*) FROM data_items WHERE namespace = ? AND profile_pk = ? GROUP BY status",
+            (ns, pk),
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
 
     async def count_profiles(self, ns: str) -> int:
         """Profiles in a namespace (for the per-namespace limit)."""

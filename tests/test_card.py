@@ -139,6 +139,23 @@ async def test_show_profile_lists_unsettled_and_cited_data_with_the_last_change(
     [failed] = [i for i in items.values() if i["status"] == "failed"]
     assert "prompt is too long" in failed["error"]
     assert card["last_change"]["version"] == 2 and card["last_change"]["actor"] == "extraction"
+    assert card["data_counts"] == {"done": 1, "failed": 1, "pending": 1}
+
+
+async def test_show_profile_lists_the_oldest_hundred_unsettled_items_and_counts_them_all(
+    config: Config,
+) -> None:
+    async with Client(create_server(config)) as client:
+        for n in range(103):
+            queued = await client.call_tool(
+                "upsert_profile_from_data", {"profile": "bulk", "data": f"User: note {n}", "wait": False}
+            )
+            assert queued.structured_content["status"] == "pending", text(queued)
+        result = await client.call_tool("show_profile", {"profile": "bulk"})
+    card = result.structured_content
+    assert len(card["data_items"]) == 100 and card["data_counts"] == {"pending": 103}
+    assert [i["status"] for i in card["data_items"]] == ["pending"] * 100
+    assert "103 data item(s) are waiting to be processed." in text(result)
 
 
 async def test_show_profile_of_a_missing_profile_is_not_found(config: Config) -> None:
