@@ -69,7 +69,8 @@ const TOOL = __TOOL__;
 window.hostContext = __CONTEXT__;
 window.hostLog = [];
 const frame = document.getElementById("view");
-function toView(message) { frame.contentWindow.postMessage(message, "*"); }
+window.viewLog = [];
+function toView(message) { window.viewLog.push(message); frame.contentWindow.postMessage(message, "*"); }
 window.changeContext = (params) => toView({ jsonrpc: "2.0", method: "ui/notifications/host-context-changed", params });
 window.addEventListener("message", async (event) => {
   if (event.source !== frame.contentWindow) return;
@@ -113,8 +114,20 @@ class HostedCard:
     console_errors: list[str] = field(default_factory=list)
 
     async def host_log(self) -> list[dict[str, Any]]:
+        """Every message the card sent to the host."""
         log: list[dict[str, Any]] = await self.page.evaluate("window.hostLog")
         return log
+
+    async def answered(self, tool: str) -> None:
+        """Wait until the host has answered the card's first ``tools/call`` of ``tool``."""
+        await self.page.wait_for_function(
+            """(tool) => {
+                const ask = window.hostLog.find((m) => m.method === "tools/call" && m.params.name === tool);
+                return ask && window.viewLog.some((m) => m.id === ask.id && !m.method);
+            }""",
+            arg=tool,
+            timeout=20_000,
+        )
 
 
 @asynccontextmanager
@@ -128,7 +141,9 @@ async def hosted_card(
     tool: str = "show_profile",
 ) -> AsyncIterator[HostedCard]:
     """Render ``tool``'s result for ``profile`` in the card, as a host would."""
-    from playwright.async_api import async_playwright
+    from playwright.async_api import async_playwright, expect
+
+    expect.set_options(timeout=20_000)  # a shared, loaded machine: waiting is not failing
 
     resource = await client.read_resource(CARD_URI)
     card_html = resource.contents[0].text  # type: ignore[union-attr]

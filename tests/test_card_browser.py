@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from mcp import Client
 
@@ -371,10 +370,8 @@ async def test_without_the_lifecycle_tools_the_card_shows_no_sources_and_no_erro
     async with Client(server) as client, hosted_card(client, "maya") as hosted:
         f = hosted.frame
         await expect(f.locator("h1")).to_have_text("Maya Okafor")
-        with anyio.fail_after(20):
-            while "list_data" not in [c[0] for c in hosted.calls]:
-                await anyio.sleep(0.05)
-        await hosted.page.wait_for_timeout(300)  # the answer arrives and the card settles
+        await hosted.answered("list_data")
+        await hosted.page.evaluate("() => new Promise((done) => requestAnimationFrame(() => done(null)))")
         assert [c[0] for c in hosted.calls].count("list_data") == 1
         await expect(f.get_by_role("heading", name="Sources")).to_have_count(0)
         await expect(f.get_by_role("button", name=re.compile("^Forget this source"))).to_have_count(0)
