@@ -66,6 +66,7 @@ HOST_PAGE = """<!doctype html>
 <script>
 const CARD = __CARD__;
 const TOOL = __TOOL__;
+const ECHO = __ECHO__;  // some hosts also show the app's own calls as tool-input and tool-result
 window.hostContext = __CONTEXT__;
 window.hostLog = [];
 const frame = document.getElementById("view");
@@ -89,6 +90,10 @@ window.addEventListener("message", async (event) => {
   } else if (msg.method === "tools/call") {
     const out = await window.mcpCallTool(msg.params.name, msg.params.arguments || {});
     toView(out.error ? { jsonrpc: "2.0", id: msg.id, error: out.error } : { jsonrpc: "2.0", id: msg.id, result: out.result });
+    if (ECHO && out.result) {
+      toView({ jsonrpc: "2.0", method: "ui/notifications/tool-input", params: { arguments: msg.params.arguments || {} } });
+      toView({ jsonrpc: "2.0", method: "ui/notifications/tool-result", params: out.result });
+    }
   } else if (msg.id !== undefined && msg.method) {
     toView({ jsonrpc: "2.0", id: msg.id, error: { code: -32601, message: "Method not found" } });
   }
@@ -139,8 +144,10 @@ async def hosted_card(
     width: int = 480,
     height: int = 900,
     tool: str = "show_profile",
+    echo: bool = False,
 ) -> AsyncIterator[HostedCard]:
-    """Render ``tool``'s result for ``profile`` in the card, as a host would."""
+    """Render ``tool``'s result for ``profile`` in the card, as a host would (``echo``: a host
+    that also sends the card's own calls back as ``tool-input`` and ``tool-result``)."""
     from playwright.async_api import async_playwright, expect
 
     expect.set_options(timeout=20_000)  # a shared, loaded machine: waiting is not failing
@@ -160,6 +167,7 @@ async def hosted_card(
         .replace("__CARD__", _script_json(card_html))
         .replace("__TOOL__", _script_json({"name": tool, "arguments": {"profile": profile}}))
         .replace("__CONTEXT__", _script_json(context))
+        .replace("__ECHO__", _script_json(echo))
     )
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)

@@ -401,3 +401,35 @@ async def test_card_lists_sources_and_forgets_one_with_the_lifecycle_tools(confi
             doc = await stored(client)
             assert "work.role" not in doc["attributes"] and "preferences.answer_length" in doc["attributes"]
             assert [c[0] for c in hosted.calls].count("forget_data") == 1
+
+
+async def test_card_survives_a_host_that_echoes_its_own_calls(config: Config) -> None:
+    from playwright.async_api import expect
+
+    await seed_maya(config)
+    async with Client(create_server(config)) as client, hosted_card(client, "maya", echo=True) as hosted:
+        f = hosted.frame
+        await expect(f.locator("h1")).to_have_text("Maya Okafor")
+        await f.get_by_role("button", name="Delete Goals: language").click()
+        await f.get_by_role("button", name="Confirm delete Goals: language").click()
+        await expect(fact(hosted, "goals.language")).to_have_count(0)
+        await client.call_tool("update_profile", {"profile": "maya", "patch": {"name": "Maya O."}})
+        await f.get_by_role("button", name="Edit Work: role").click()
+        await f.get_by_role("textbox", name="New value for Work: role").fill("illustrator")
+        await f.get_by_role("button", name="Save Work: role").click()
+        await expect(f.get_by_role("alert")).to_contain_text("the profile changed meanwhile")
+        await expect(f.locator("h1")).to_have_text("Maya O.")  # the echoed error did not blank the card
+        await expect(fact(hosted, "work.role").locator("[data-role=value]")).to_have_text("product designer")
+        await hosted.page.wait_for_timeout(500)
+        names = [c[0] for c in hosted.calls]
+        assert names.count("list_data") <= 4, names  # echoed answers start no loop
+
+
+async def test_card_shows_a_missing_profile_in_words(config: Config) -> None:
+    from playwright.async_api import expect
+
+    async with Client(create_server(config)) as client, hosted_card(client, "ghost") as hosted:
+        await expect(hosted.frame.get_by_role("alert")).to_have_text(
+            "not_found: profile 'ghost' does not exist"
+        )
+        await expect(hosted.frame.locator("#card")).to_have_text("")
