@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 
 from .config import Config
 from .errors import Invalid
+from .rest import mount_rest
 from .runtime import AppContext, llm_from_env, open_app
 from .server import create_server
 from .transports import auth_settings, check_bind, transport_security
@@ -42,7 +43,7 @@ def build_http_app(
     """The ASGI app for ``sse`` or ``http`` over an opened ``app``, and its MCP server.
 
     Bearer tokens (``config.tokens``) when configured, Host/Origin validation, a request
-    body limit and ``/healthz``. For ``http`` the app's lifespan runs the session manager;
+    body limit, ``/healthz``, and the REST APIs with ``/openapi.json`` (``rest``). For ``http`` the app's lifespan runs the session manager;
     when serving it without that lifespan (tests), enter ``mcp.session_manager.run()``.
 
     Raises:
@@ -57,6 +58,7 @@ def build_http_app(
     auth = auth_settings(host, port, path) if config.tokens else None
     mcp = create_server(config, app=app, auth=auth)
     body_limit = config.limits.max_data_bytes * 2 + 64 * 1024
+    mount_rest(mcp, app, security, body_limit)
     if transport == "http":
         asgi = mcp.streamable_http_app(
             transport_security=security, host=host, max_request_body_size=body_limit

@@ -18,7 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints,
 from pydantic.config import JsonDict
 
 __all__ = [
+    "ALIAS_RE",
     "ATTRIBUTE_KEY_RE",
+    "CONNECTION_META_KEY",
+    "ENV_NAME_RE",
     "PROFILE_ID_RE",
     "Attribute",
     "ChatSettings",
@@ -160,15 +163,34 @@ class Revision(_Model):
     changes: list[dict[str, Any]]
 
 
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+CONNECTION_META_KEY = "$meta"
+
+
 class Connection(_Model):
-    """A model provider connection. Secrets are never stored, only the variable name."""
+    """A model provider connection. Secrets are never stored, only the variable name.
+
+    ``alias``, ``is_active``, ``version`` and ``updated_at`` serve the AI-management API's
+    connection shape; connections made with the CLI have no alias and stay at version 1.
+    """
 
     id: ProfileId
     name: ShortText | None = None
     provider_id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
-    api_key_env: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")] | None = None
+    api_key_env: Annotated[str, StringConstraints(pattern=ENV_NAME_RE.pattern)] | None = None
     settings: dict[str, JsonValue] = Field(default_factory=dict)
     created_at: str | None = None
+    alias: Alias | None = None
+    is_active: bool = True
+    version: int = 1
+    updated_at: str | None = None
+
+    @field_validator("settings")
+    @classmethod
+    def _no_reserved_key(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        if CONNECTION_META_KEY in value:
+            raise ValueError(f"{CONNECTION_META_KEY!r} is reserved")
+        return value
 
 
 def _json_text(value: Any) -> str:

@@ -21,7 +21,7 @@ from .errors import Conflict, Invalid, NotFound, ProfilesError, TooLarge
 from .exchange import ImportRecord
 from .models import PROFILE_ID_RE, Connection, Kind, Profile, ProfileSummary, Revision, now
 from .patching import apply_patch, check_limits, check_rules, diff
-from .store import ProfileStore, WriteTx
+from .store import ProfileStore, ReadTx, WriteTx
 
 __all__ = ["ChangeResult", "DeleteResult", "ProfileService"]
 
@@ -320,28 +320,115 @@ class ProfileService:
         name: str | None = None,
         api_key_env: str | None = None,
         settings: dict[str, Any] | None = None,
+        alias: str | None = None,
+        is_active: bool = True,
     ) -> Connection:
-        """Register a connection; the API key stays in the environment variable it names."""
-        try:
-            conn = Connection(
-                id=connection_id,
-                provider_id=provider_id,
-                name=name,
-                api_key_env=api_key_env,
-                settings=settings or {},
-                created_at=now(),
-            )
-        except ValidationError as e:
-            err = e.errors(include_url=False)[0]
-            raise Invalid(f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        """Register a connection; the API key stays in the environment variable it names.
+
+        Raises:
+            Invalid: a field breaks a rule. Conflict: the id or the alias is taken.
+        """
+        at = now()
+        conn = _connection(
+            id=connection_id,
+            provider_id=provider_id,
+            name=name,
+            api_key_env=api_key_env,
+            settings=settings or {},
+            created_at=at,
+            alias=alias,
+            is_active=is_active,
+            updated_at=at,
+        )
         async with self.store.write() as tx:
+            await _check_connection_alias(tx, ns, conn)
             await tx.add_connection(ns, conn)
+        return conn
+
+    async def get_connection(self, ns: str, ref: str) -> Connection:
+        """A connection by id, else by alias.
+
+        Raises:
+            NotFound: no connection has this id or alias.
+        """
+        _check_ref(ref, "connection")
+        async with self.store.read(snapshot=False) as tx:
+            found = await _find_connection(tx, ns, ref)
+        if found is None:
+            raise NotFound(f"connection {ref!r} does not exist")
+        return found
+
+    async def update_connection(
+        self,
+        ns: str,
+        ref: str,
+        *,
+        name: str | None,
+        alias: str | None,
+        api_key_env: str | None,
+        settings: dict[str, Any],
+        is_active: bool,
+        provider_id: str | None = None,
+    ) -> Connection:
+        """Replace a connection's name, alias, key variable, settings and state (PUT).
+
+        Raises:
+            NotFound: no such connection. Invalid: a field breaks a rule, or ``provider_id``
+            differs (it cannot change). Conflict: the alias is taken.
+        """
+        _check_ref(ref, "connection")
+        async with self.store.write() as tx:
+            current = await _find_connection(tx, ns, ref)
+            if current is None:
+                raise NotFound(f"connection {ref!r} does not exist")
+            if provider_id is not None and provider_id != current.provider_id:
+                raise Invalid(f"providerId: cannot change from {current.provider_id!r} after creation")
+            conn = _connection(
+                **{
+                    **current.model_dump(),
+                    "name": name,
+                    "alias": alias,
+                    "api_key_env": api_key_env,
+                    "settings": settings,
+                    "is_active": is_active,
+                }
+            )
+            if conn == current:
+                return current
+            conn.version, conn.updated_at = current.version + 1, now()
+            await _check_connection_alias(tx, ns, conn)
+            await tx.update_connection(ns, conn)
         return conn
 
     async def list_connections(self, ns: str) -> list[Connection]:
         """All connections of the namespace."""
         async with self.store.read() as tx:
             return await tx.connections(ns)
+
+    async def alias_owner(self, ns: str, alias: str) -> str | None:
+        """The id of the profile that holds ``alias`` (as alias or id), or None when it is free."""
+        _check_ref(alias, "alias")
+        async with self.store.read(snapshot=False) as tx:
+            return await tx.alias_owner(ns, alias)
+
+    async def assistant_page(
+        self,
+        ns: str,
+        *,
+        text: str | None = None,
+        capability: str | None = None,
+        skip: int = 0,
+        take: int = 100,
+    ) -> tuple[int, list[Profile]]:
+        """Assistant profiles by id, optionally filtered; the total that match, and one page."""
+        if capability not in (None, "chat", "embedding"):
+            raise Invalid("capability: must be 'chat' or 'embedding'")
+        if skip < 0 or not 0 <= take <= MAX_LIST * 5:
+            raise Invalid(f"skip: must be 0 or more; take: must be between 0 and {MAX_LIST * 5}")
+        if text is not None and len(text) > 200:
+            raise Invalid("filter: at most 200 characters")
+        async with self.store.read() as tx:
+            return await tx.assistant_page(ns, capability=capability, text=text or None, skip=skip, take=take)
 
     async def remove_connection(self, ns: str, connection_id: str) -> None:
         """Remove a connection no assistant profile uses.
@@ -438,3 +525,26 @@ class ProfileService:
             result = await tx.stats(ns)
             result["top_profiles_by_tokens"] = await tx.token_usage_by_profile(ns)
         return result
+
+
+def _connection(**fields: Any) -> Connection:
+    try:
+        return Connection(**fields)
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        raise Invalid(f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+
+
+async def _find_connection(tx: ReadTx, ns: str, ref: str) -> Connection | None:
+    found = await tx.connection(ns, ref)
+    if found is None:  # connections are few, and managed by people: a scan is fine
+        found = next((c for c in await tx.connections(ns) if c.alias == ref), None)
+    return found
+
+
+async def _check_connection_alias(tx: ReadTx, ns: str, conn: Connection) -> None:
+    if conn.alias is None:
+        return
+    for other in await tx.connections(ns):
+        if other.id != conn.id and conn.alias in (other.alias, other.id):
+            raise Conflict(f"alias {conn.alias!r} is already used by connection {other.id!r}")

@@ -30,9 +30,9 @@ import aiosqlite
 import anyio
 
 from .errors import Conflict, Invalid
-from .models import Connection, Kind, Profile, ProfileSummary, Revision
+from .models import CONNECTION_META_KEY, Connection, Kind, Profile, ProfileSummary, Revision
 
-__all__ = ["DataItem", "ProfileStore", "WriteTx", "create_private"]
+__all__ = ["DataItem", "ProfileStore", "ReadTx", "WriteTx", "create_private"]
 
 # busy_timeout first: switching to WAL needs a lock another process opening the same
 # file may hold for a moment.
@@ -543,6 +543,28 @@ class ReadTx:
         )
         return [str(r[0]) for r in rows]
 
+    async def assistant_page(
+        self, ns: str, *, capability: str | None, text: str | None, skip: int, take: int
+    ) -> tuple[int, list[Profile]]:
+        """Assistant profiles by id, filtered by capability and by a case-insensitive
+        substring of id, alias or name; the total that match and the page ``skip``/``take``."""
+        where, params = ["namespace = ?", "kind = 'assistant'"], [ns]
+        if capability:
+            where.append("json_extract(document, '$.capability') = ?")
+            params.append(capability)
+        if text:
+            where.append(
+                "(instr(lower(id), ?) > 0 OR instr(lower(coalesce(alias, '')), ?) > 0 "
+                "OR instr(lower(coalesce(name, '')), ?) > 0)"
+            )
+            params += [text.lower()] * 3
+        cond = " AND ".join(where)
+        total = await self._one(f"SELECT count(*) FROM profiles WHERE {cond}", params)
+        rows = await self._all(
+            f"SELECT document FROM profiles WHERE {cond} ORDER BY id LIMIT ? OFFSET ?", [*params, take, skip]
+        )
+        return int(total[0]), [Profile.model_validate_json(r[0]) for r in rows]
+
     async def items_by_id(self, ids: Sequence[str]) -> list[DataItem]:
         """Items by id, in the order they were submitted (rowid: ``created_at`` has only
         second precision and ids are random, so neither orders items sent within a second)."""
@@ -846,12 +868,20 @@ class WriteTx(ReadTx):
                     conn.name,
                     conn.provider_id,
                     conn.api_key_env,
-                    json.dumps(conn.settings),
+                    _connection_settings(conn),
                     conn.created_at,
                 ),
             )
         except sqlite3.IntegrityError:
             raise Conflict(f"connection {conn.id!r} already exists; remove it first to change it") from None
+
+    async def update_connection(self, ns: str, conn: Connection) -> bool:
+        """Replace a connection's name, key variable and settings; False when it is gone."""
+        cur = await self._db.execute(
+            "UPDATE connections SET name = ?, api_key_env = ?, settings = ? WHERE namespace = ? AND id = ?",
+            (conn.name, conn.api_key_env, _connection_settings(conn), ns, conn.id),
+        )
+        return cur.rowcount == 1
 
     async def remove_connection(self, ns: str, connection_id: str) -> bool:
         """Delete a connection; False when it did not exist."""
@@ -956,11 +986,21 @@ class WriteTx(ReadTx):
 
 
 def _connection(row: Any) -> Connection:
+    settings = json.loads(row[4])
+    meta = settings.pop(CONNECTION_META_KEY, {})
     return Connection(
         id=row[0],
         name=row[1],
         provider_id=row[2],
         api_key_env=row[3],
-        settings=json.loads(row[4]),
+        settings=settings,
         created_at=row[5],
+        **meta,
     )
+
+
+def _connection_settings(conn: Connection) -> str:
+    """The settings column: the provider settings, plus the fields of the AI-management
+    connection shape under a reserved key (the table predates them)."""
+    meta = conn.model_dump(include={"alias", "is_active", "version", "updated_at"})
+    return json.dumps({**conn.settings, CONNECTION_META_KEY: meta})

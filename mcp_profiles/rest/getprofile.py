@@ -1,0 +1,187 @@
+"""GetProfile's REST API (``/v1/profile/{id}``) over the same operations as the MCP tools.
+
+``POST`` is ``upsert_profile_from_data`` with ``wait: false``: the data is stored first and
+queued for extraction, and the answer says which of accepted, pending (no backend) or
+duplicate happened. ``GET`` serves our profile document in GetProfile's wrapper; ``DELETE``
+erases like ``delete_profile``. Errors are ``{"error": <status>, "message": "code: …"}``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StringConstraints
+from starlette.responses import JSONResponse, Response
+
+from ..jobs import NO_BACKEND
+from ..models import PROFILE_ID_RE, Profile
+from .base import Call, ErrorStyle, Failure, Operation, Param, Reply, RequestModel, json_response
+
+__all__ = ["BASE", "ErrorBody", "operations"]
+
+BASE = "/v1"
+
+
+class ErrorBody(BaseModel):
+    """GetProfile's error: the HTTP status, and a message that starts with a code word."""
+
+    error: int = Field(description="The HTTP status code.")
+    message: str = Field(description="'code_word: what went wrong and what to do'.")
+
+
+class GetProfileErrors(ErrorStyle):
+    """``{"error": 404, "message": "not_found: …"}``."""
+
+    def render(self, failure: Failure) -> Response:
+        body = {"error": failure.status, "message": f"{failure.code}: {failure.message}"}
+        return JSONResponse(body, status_code=failure.status, headers=failure.headers)
+
+    def schema_model(self) -> type[BaseModel]:
+        return ErrorBody
+
+
+STYLE = GetProfileErrors()
+
+
+class ProfileData(RequestModel):
+    """Raw data about the profile's subject."""
+
+    data: str = Field(
+        description="Raw data: a chat history, activity log, character description, JSON or markdown. "
+        "It is treated as data, never as instructions.",
+        min_length=1,
+    )
+    input_type: Annotated[str, StringConstraints(max_length=100)] | None = Field(
+        None, description="What the data is: 'chat history', 'activity log', 'json', …"
+    )
+
+
+class Accepted(BaseModel):
+    """The data is stored; ``message`` says whether it is queued, pending or a duplicate."""
+
+    id: str = Field(description="The profile id.")
+    message: str = Field(description="What happened to the data, and the job id to follow.")
+
+
+class ProfileEnvelope(BaseModel):
+    """GetProfile's wrapper around this server's profile document."""
+
+    profile_id: str
+    profile: Profile
+
+
+class Deleted(BaseModel):
+    """The profile, its history and its raw data are erased."""
+
+    id: str
+    deleted: bool
+
+
+ProfileIdParam = Annotated[str, StringConstraints(pattern=PROFILE_ID_RE.pattern)]
+ID = Param(
+    "id",
+    "path",
+    ProfileIdParam,
+    "Profile id (1-128 letters, digits, '_', '.', '@', '-'); GET and DELETE also take an alias.",
+)
+
+
+async def post_profile(call: Call) -> Response:
+    """Store the data and queue it, exactly as upsert_profile_from_data with wait: false."""
+    body: ProfileData = call.body
+    ref: str = call.params["id"]
+    app = call.app
+    extractor = app.extractor
+    item, duplicate, created = await extractor.submit(call.ns, ref, body.data, body.input_type, None)
+    if created:
+        await app.bus.announce(call.ns, f"profile://{item.profile_id}", listed=True)
+    if duplicate:
+        message = (
+            f"this data was already received for {item.profile_id!r} as job {item.id} "
+            f"({item.status}); no model call was made"
+        )
+    elif extractor.llm is None:
+        message = f"stored as job {item.id}, but {NO_BACKEND}"
+    else:
+        extractor.wake()
+        message = f"accepted for processing as job {item.id}; follow it with get_job"
+    return json_response(Accepted(id=item.profile_id, message=message))
+
+
+async def get_profile(call: Call) -> Response:
+    """The profile document in GetProfile's wrapper."""
+    doc = await call.app.service.get_profile(call.ns, call.params["id"])
+    return json_response(ProfileEnvelope(profile_id=doc.id, profile=doc))
+
+
+async def delete_profile(call: Call) -> Response:
+    """Erase the profile, its history and its raw data."""
+    result = await call.app.service.delete_profile(call.ns, call.params["id"])
+    await call.app.bus.announce(call.ns, f"profile://{result.id}", listed=True)
+    return json_response(Deleted(id=result.id, deleted=result.deleted))
+
+
+ERRORS = (
+    Reply(
+        400, "Bad input: malformed JSON, a wrong type, a missing field, or an id that breaks the id rules."
+    ),
+    Reply(401, "No valid bearer token."),
+    Reply(403, "Origin header not allowed."),
+    Reply(404, "No such profile."),
+    Reply(405, "Method not allowed."),
+    Reply(409, "The profile changed at the same time; retry."),
+    Reply(413, "Body or data over the limit."),
+    Reply(415, "Body not sent as application/json."),
+    Reply(421, "Host header not allowed."),
+)
+
+
+def _errors(*statuses: int) -> tuple[Reply, ...]:
+    return tuple(Reply(r.status, r.description, ErrorBody) for r in ERRORS if r.status in statuses)
+
+
+_COMMON = (400, 401, 403, 404, 405, 413, 415, 421)
+
+
+def operations() -> list[Operation]:
+    """GetProfile's routes."""
+    path = f"{BASE}/profile/{{id}}"
+    return [
+        Operation(
+            "POST",
+            path,
+            "createOrUpdateProfile",
+            "Send raw data about a profile (created when missing); it is stored and queued for extraction.",
+            "GetProfile",
+            STYLE,
+            post_profile,
+            params=(ID,),
+            body=ProfileData,
+            replies=(
+                Reply(200, "Stored and queued (or pending, or a duplicate).", Accepted),
+                *_errors(*_COMMON, 409),
+            ),
+        ),
+        Operation(
+            "GET",
+            path,
+            "getProfile",
+            "Read a profile.",
+            "GetProfile",
+            STYLE,
+            get_profile,
+            params=(ID,),
+            replies=(Reply(200, "The profile document.", ProfileEnvelope), *_errors(*_COMMON)),
+        ),
+        Operation(
+            "DELETE",
+            path,
+            "deleteProfile",
+            "Erase a profile with its history and raw data. This cannot be undone.",
+            "GetProfile",
+            STYLE,
+            delete_profile,
+            params=(ID,),
+            replies=(Reply(200, "Erased.", Deleted), *_errors(*_COMMON)),
+        ),
+    ]
