@@ -443,6 +443,12 @@ async def test_create_get_list_exists_delete(config: Config) -> None:
         assert len((await http.get(f"{AI}/profiles", params={"skip": 1, "take": 5})).json()["items"]) == 1
         bad = await http.get(f"{AI}/profiles", params={"take": "many"})
         assert bad.status_code == 400 and bad.json()["detail"].startswith("take: ")
+        bad = await http.get(f"{AI}/profiles", params={"limit": "5"})
+        assert bad.json() == problem(
+            400, "'limit': unknown query parameter (accepted: filter, capability, skip, take)"
+        )
+        bad = await http.get("/v1/profile/alice", params={"format": "md"})
+        assert bad.json()["message"] == "invalid: 'format': unknown query parameter (this route takes none)"
         r = await http.delete(f"{AI}/profiles/writer")
         assert r.status_code == 200 and r.content == b""
         assert (await http.get(f"{AI}/profiles/{new_id}")).json() == NOT_FOUND

@@ -245,6 +245,11 @@ class Guard:
 
     @staticmethod
     def _params(op: Operation, request: Request) -> dict[str, Any]:
+        known = [p.name for p in op.params if p.where == "query"]
+        unknown = sorted(set(request.query_params) - set(known))
+        if unknown:
+            accepted = f"accepted: {', '.join(known)}" if known else "this route takes none"
+            raise Failure(400, "invalid", f"{unknown[0]!r}: unknown query parameter ({accepted})")
         values: dict[str, Any] = {}
         for param in op.params:
             source = request.path_params if param.where == "path" else request.query_params
