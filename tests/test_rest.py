@@ -41,10 +41,12 @@ NOT_FOUND = {
 
 
 @asynccontextmanager
-async def rest(config: Config, token: str | None = A) -> AsyncIterator[tuple[httpx2.AsyncClient, AppContext]]:
+async def rest(
+    config: Config, token: str | None = A, transport_name: str = "http"
+) -> AsyncIterator[tuple[httpx2.AsyncClient, AppContext]]:
     """An HTTP client on the deployment's ASGI app over ``config`` (and the opened app)."""
     async with open_app(config) as app:
-        asgi, _ = build_http_app(config, "http", port=8000, app=app)
+        asgi, _ = build_http_app(config, transport_name, port=8000, app=app)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         transport = httpx2.ASGITransport(asgi)
         async with httpx2.AsyncClient(transport=transport, base_url=BASE, headers=headers) as http:
@@ -282,6 +284,15 @@ async def test_getprofile_post_queues_like_upsert_without_wait(config: Config) -
         (b'{"data": NaN}', "application/json", 400, "invalid: body: not valid JSON"),
         (b'{"data": "x"}', "text/plain", 415, "invalid: body: send JSON"),
         (b"", "application/json", 400, "invalid: body: required"),
+        (b"[" * 100_000 + b"]" * 100_000, "application/json", 400, "invalid: body: nested deeper than 64"),
+        (
+            b'{"data": ' + b"9" * 100_000 + b"}",
+            "application/json",
+            400,
+            "invalid: body: not valid JSON (a number",
+        ),
+        (b'{"data": "\\ud800 lone"}', "application/json", 400, "invalid: body: contains a lone surrogate"),
+        (b'{"data": "\xff\xfe"}', "application/json", 400, "invalid: body: not valid JSON ('utf-8' codec"),
     ],
 )
 async def test_getprofile_bad_bodies_write_nothing(
@@ -486,6 +497,21 @@ async def test_put_replaces_and_capability_cannot_change(config: Config) -> None
         assert r.json() == problem(400, "settings.maxTokens: Input should be a valid integer")
         r = await http.put(f"{AI}/profiles/{new_id}", json={**CREATE, "tags": "content"})
         assert r.status_code == 400 and r.json()["detail"].startswith("tags: ")
+        lone = json.dumps({**CREATE, "name": "\ud800"}).encode()  # ASCII: \\ud800 escaped
+        r = await http.put(
+            f"{AI}/profiles/{new_id}", content=lone, headers={"Content-Type": "application/json"}
+        )
+        assert r.json()["detail"].startswith("body: contains a lone surrogate")
+        r = await http.put(
+            f"{AI}/profiles/{new_id}",
+            content=b'{"tags": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+            headers={"Content-Type": "application/json"},
+        )
+        assert r.json() == problem(400, "body: nested deeper than 64 levels")
+        r = await http.put(
+            f"{AI}/profiles/{new_id}", json={**CREATE, "settings": {"$type": "chat", "temperature": 9}}
+        )
+        assert r.json() == problem(400, "settings.temperature: Input should be less than or equal to 2")
         assert table_counts(config.db_path) == before
         # replace: what is absent is cleared; unknown fields (read-only ones from a GET) are ignored
         current = (await http.get(f"{AI}/profiles/{new_id}")).json()
@@ -641,3 +667,10 @@ async def test_openapi_document_describes_every_route(config: Config) -> None:
         "$ref": "#/components/schemas/Problem"
     }
     assert "security" not in doc  # loopback without tokens
+
+
+async def test_the_sse_deployment_serves_rest_too(config: Config) -> None:
+    async with rest(config, transport_name="sse") as (http, _):
+        assert (await http.get("/openapi.json")).json()["openapi"] == "3.1.0"
+        assert (await http.post("/v1/profile/erin", json={"data": "Erin codes in Go."})).status_code == 200
+        assert (await http.get("/v1/profile/erin")).json()["profile_id"] == "erin"

@@ -168,6 +168,33 @@ def validation_message(e: ValidationError, prefix: str = "") -> str:
     return f"{loc or 'body'}: {msg}{more}"
 
 
+MAX_DEPTH = 64
+
+
+def _check_tree(value: Any) -> None:
+    """Refuse what JSON allows but nothing here can store or answer with: nesting deeper than
+    ``MAX_DEPTH`` and lone surrogates (``"\\ud800"``), which are not Unicode text."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise Failure(400, "invalid", f"body: nested deeper than {MAX_DEPTH} levels")
+        if isinstance(item, dict):
+            stack.extend((k, depth) for k in item)
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise Failure(
+                    400,
+                    "invalid",
+                    "body: contains a lone surrogate escape (like \\ud800); send valid Unicode",
+                ) from None
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
@@ -285,11 +312,19 @@ class Guard:
             raise Failure(400, "invalid", "body: required (a JSON object)")
         try:
             value = json.loads(raw, parse_constant=_reject_constant)
-        except (ValueError, UnicodeDecodeError) as e:
-            reason = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
+        except RecursionError:
+            raise Failure(400, "invalid", f"body: nested deeper than {MAX_DEPTH} levels") from None
+        except ValueError as e:  # UnicodeDecodeError is one
+            if isinstance(e, json.JSONDecodeError):
+                reason = e.msg
+            elif "digits" in str(e):
+                reason = "a number has too many digits"
+            else:
+                reason = str(e).split(";")[0]
             raise Failure(400, "invalid", f"body: not valid JSON ({reason})") from None
         if not isinstance(value, dict):
             raise Failure(400, "invalid", "body: must be a JSON object")
+        _check_tree(value)
         try:
             return op.body.model_validate(value)
         except ValidationError as e:
