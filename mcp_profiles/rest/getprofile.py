@@ -94,7 +94,7 @@ async def post_profile(call: Call) -> Response:
     extractor = app.extractor
     item, duplicate, created = await extractor.submit(call.ns, ref, body.data, body.input_type, None)
     if created:
-        await app.bus.announce(call.ns, f"profile://{item.profile_id}", listed=True)
+        await app.service.announce(call.ns, item.profile_id, listed=True)
     if duplicate:
         message = (
             f"this data was already received for {item.profile_id!r} as job {item.id} "
@@ -116,8 +116,7 @@ async def get_profile(call: Call) -> Response:
 
 async def delete_profile(call: Call) -> Response:
     """Erase the profile, its history and its raw data."""
-    result = await call.app.service.delete_profile(call.ns, call.params["id"])
-    await call.app.bus.announce(call.ns, f"profile://{result.id}", listed=True)
+    result = await call.app.service.delete_profile(call.ns, call.params["id"])  # announces the erasure
     return json_response(Deleted(id=result.id, deleted=result.deleted))
 
 

@@ -416,10 +416,9 @@ async def create_profile(call: Call) -> Response:
     if body.capability is not None:
         patch["capability"] = body.capability.lower()
     new_id = str(uuid.uuid4())
-    result = await call.app.service.update_profile(
+    result = await call.app.service.update_profile(  # the service announces every committed change
         call.ns, new_id, patch, create=True, kind="assistant", actor="rest", reason="created by the REST API"
     )
-    await call.app.bus.announce(call.ns, f"profile://{result.profile.id}", listed=True)
     return _created("profiles", result.profile.id)
 
 
@@ -434,7 +433,7 @@ async def update_profile(call: Call) -> Response:
             f"capability: cannot change from {_capability(current.capability)!r} after creation",
         )
     connection_id = await _connection_id(call, body.connectionId)
-    result = await call.app.service.update_profile(
+    await call.app.service.update_profile(
         call.ns,
         current.id,
         _patch(body, connection_id),
@@ -442,16 +441,13 @@ async def update_profile(call: Call) -> Response:
         expected_version=current.version,
         actor="rest",
     )
-    if result.changed:
-        await call.app.bus.announce(call.ns, f"profile://{current.id}", listed=False)
     return _empty()
 
 
 async def delete_profile(call: Call) -> Response:
     """Erase an assistant profile."""
     current = await _assistant(call, call.params["profileIdOrAlias"])
-    result = await call.app.service.delete_profile(call.ns, current.id)
-    await call.app.bus.announce(call.ns, f"profile://{result.id}", listed=True)
+    await call.app.service.delete_profile(call.ns, current.id)
     return _empty()
 
 
