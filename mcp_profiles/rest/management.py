@@ -280,18 +280,9 @@ def _patch(body: ProfileUpdate, connection_id: str) -> dict[str, Any]:
     persona facts this API does not show (attributes, summary) are kept."""
     settings: dict[str, Any] | None = None
     if body.settings is not None:
-        given = body.settings.model_dump(exclude_none=True)
-        snake = {
-            "max_tokens": "maxTokens",
-            "top_p": "topP",
-            "system_prompt_template": "systemPromptTemplate",
-            "stop_sequences": "stopSequences",
-        }
-        settings = {**_SETTINGS_KEYS}
-        for key in settings:
-            camel = snake.get(key, key)
-            if camel in given:
-                settings[key] = given[camel]
+        given = body.settings.model_dump(by_alias=True, exclude_none=True)
+        # every key of both settings types: null removes what the new settings do not set
+        settings = {key: given.get(_CAMEL.get(key, key)) for key in _SETTINGS_KEYS}
     patch: dict[str, Any] = {
         "alias": body.alias,
         "name": body.name,
