@@ -409,6 +409,12 @@ CREATE = {
 
 async def test_create_get_list_exists_delete(config: Config) -> None:
     async with rest(config) as (http, app):
+        before = table_counts(config.db_path)
+        r = await http.post(f"{AI}/profiles", json=CREATE)
+        assert r.status_code == 400 and r.json() == problem(400, "Connection not found")
+        r = await http.post(f"{AI}/profiles", json={**CREATE, "capability": "Vision"})
+        assert r.status_code == 400 and r.json()["detail"].startswith("capability: Input should be")
+        assert table_counts(config.db_path) == before
         await add_seed_connection(http, app)
         r = await http.post(f"{AI}/profiles", json=CREATE)
         assert r.status_code == 201, r.text
