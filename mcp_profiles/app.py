@@ -87,6 +87,13 @@ async def serve(
             config, transport, host=host, port=port, allowed_hosts=allowed_hosts, app=app
         )
         path = "/mcp" if transport == "http" else "/sse"
-        log.warning("mcp-profiles %s listening on http://%s:%d%s", transport, host, port, path)
+        log.warning(
+            "mcp-profiles %s listening on http://%s:%d%s (REST: /v1, /umbraco/ai/management/api/v1, "
+            "/openapi.json)",
+            transport,
+            host,
+            port,
+            path,
+        )
         server = uvicorn.Server(uvicorn.Config(asgi, host=host, port=port, log_level="warning"))
         await server.serve()
