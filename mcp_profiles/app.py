@@ -43,8 +43,9 @@ def build_http_app(
     """The ASGI app for ``sse`` or ``http`` over an opened ``app``, and its MCP server.
 
     Bearer tokens (``config.tokens``) when configured, Host/Origin validation, a request
-    body limit, ``/healthz``, and the REST APIs with ``/openapi.json`` (``rest``). For ``http`` the app's lifespan runs the session manager;
-    when serving it without that lifespan (tests), enter ``mcp.session_manager.run()``.
+    body limit, ``/healthz``, and the REST APIs with ``/openapi.json`` (``rest``). For
+    ``http`` the app's lifespan runs the session manager; when serving it without that
+    lifespan (tests), enter ``mcp.session_manager.run()``.
 
     Raises:
         Invalid: an unknown transport, or listening beyond loopback without tokens.
