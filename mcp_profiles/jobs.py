@@ -119,6 +119,11 @@ def _share(usage: Usage, weights: list[int]) -> list[Usage]:
     return [Usage(**p) for p in parts]
 
 
+class _Discarded(Exception):
+    """The claim no longer holds (the items were deleted, or claimed by another worker):
+    the result is thrown away and nothing is written."""
+
+
 def _alive(owner: str | None) -> bool:
     """Whether a claim's owner process (not this one) still runs; only knowable on this host."""
     if not owner:
@@ -158,6 +163,7 @@ class Extractor:
         self.on_change = on_change
         self.lease_seconds = lease_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._claims = 0
         self._wake = anyio.Event()
 
     # ---- submitting ---------------------------------------------------------------
@@ -234,20 +240,37 @@ class Extractor:
 
     # ---- processing ---------------------------------------------------------------
 
+    def _claim_token(self) -> str:
+        """A token for one claim: this process's owner id plus a counter, so that two claims of
+        this process (an item requeued and claimed again) are told apart too."""
+        self._claims += 1
+        return f"{self.owner}:{self._claims}"
+
+    def _mine(self, token: str | None) -> bool:
+        return bool(token) and (token or "").startswith(self.owner + ":")
+
     async def process(self, ns: str, pk: int, progress: Progress | None = None) -> list[JobResult]:
         """Claim and extract every pending item of one profile; returns their results."""
         if self.llm is None:
             raise ExtractionFailed(NO_BACKEND)
+        token = self._claim_token()
         async with self.store.write() as tx:
-            ids = await tx.claim_items(ns, pk, self.owner, time.time())
+            ids = await tx.claim_items(ns, pk, token, time.time())
             items = await tx.items_by_id(ids)
             profile = await tx.profile_by_key(pk)
         if not items or profile is None:
             return []
-        return await self.run_items(ns, pk, profile.kind, items, self.llm, progress)
+        return await self.run_items(ns, pk, profile, items, self.llm, token, progress)
 
     async def run_items(
-        self, ns: str, pk: int, kind: Kind, items: list[DataItem], llm: LLM, progress: Progress | None = None
+        self,
+        ns: str,
+        pk: int,
+        profile: Profile,
+        items: list[DataItem],
+        llm: LLM,
+        token: str,
+        progress: Progress | None = None,
     ) -> list[JobResult]:
         """Extract claimed items in as few calls as the budget allows.
 
@@ -255,7 +278,11 @@ class Extractor:
         puts the items it claimed and did not finish back in the queue.
         """
         try:
-            return await self._run_items(ns, pk, kind, items, llm, progress)
+            return await self._run_items(ns, pk, profile, items, llm, token, progress)
+        except _Discarded:
+            log.warning("discarded an extraction result: its data items were deleted or claimed again")
+            async with self.store.read() as tx:
+                return [JobResult.from_item(item) for item in await tx.items_by_id([i.id for i in items])]
         except BaseException:
             with anyio.CancelScope(shield=True):
                 async with self.store.write() as tx:
@@ -264,8 +291,16 @@ class Extractor:
             raise
 
     async def _run_items(
-        self, ns: str, pk: int, kind: Kind, items: list[DataItem], llm: LLM, progress: Progress | None
+        self,
+        ns: str,
+        pk: int,
+        profile: Profile,
+        items: list[DataItem],
+        llm: LLM,
+        token: str,
+        progress: Progress | None,
     ) -> list[JobResult]:
+        kind, profile_id = profile.kind, profile.id
         budget = max(500, self.config.batch_tokens)
         chunks: list[DataChunk] = []
         for item in items:
@@ -285,12 +320,12 @@ class Extractor:
                 await progress(n, len(batches), f"extracting part {n + 1} of {len(batches)}")
             try:
                 async with self.store.read() as tx:
-                    profile = await tx.profile_by_key(pk)
-                if profile is None:
-                    return []
+                    current = await tx.profile_by_key(pk)
+                if current is None:
+                    raise _Discarded
                 request = build_request(
                     kind,
-                    profile,
+                    current,
                     part,
                     system=system,
                     catalogue=catalogue,
@@ -305,7 +340,7 @@ class Extractor:
                 break
             self._account(state, part, usage)
             try:
-                await self._apply(ns, pk, extraction, part, state)
+                await self._apply(ns, pk, profile_id, token, extraction, part, state)
             except ExtractionFailed as e:  # e.g. the merge would exceed the document limit
                 failed = e.message
                 break
@@ -333,15 +368,23 @@ class Extractor:
             state[chunk.data_id].usage = state[chunk.data_id].usage + share
 
     async def _apply(
-        self, ns: str, pk: int, extraction: Extraction, part: list[DataChunk], state: dict[str, _Progress]
+        self,
+        ns: str,
+        pk: int,
+        profile_id: str,
+        token: str,
+        extraction: Extraction,
+        part: list[DataChunk],
+        state: dict[str, _Progress],
     ) -> None:
-        """Merge one answer and write version, revision and finished items in one transaction."""
+        """Merge one answer and write version, revision and finished items in one transaction,
+        if the claim still holds (checked in that transaction); otherwise raise _Discarded."""
         at = now()
         ids = list(dict.fromkeys(c.data_id for c in part))
         async with self.store.write() as tx:
             current = await tx.profile_by_key(pk)
-            if current is None:
-                return
+            if current is None or not await tx.claim_holds(ns, profile_id, pk, ids, token):
+                raise _Discarded
             merged = merge_extraction(
                 current,
                 extraction,
@@ -462,10 +505,24 @@ class Extractor:
                 [failed] = await tx.items_by_id([item.id])
             return JobResult.from_item(failed)
         state = {item.id: _Progress(chunks_left=1, usage=Usage(requests=1))}
+        token = self._claim_token()
+        async with self.store.write() as tx:
+            claimed = await tx.claim_item(ns, item.id, token, time.time())
+            profile = await tx.profile_by_key(item.profile_pk)
+        if not claimed or profile is None:
+            return await self.job(ns, item.id)
         try:
             await self._apply(
-                ns, item.profile_pk, extraction, [DataChunk(item.id, item.input_type, item.content)], state
+                ns,
+                item.profile_pk,
+                profile.id,
+                token,
+                extraction,
+                [DataChunk(item.id, item.input_type, item.content)],
+                state,
             )
+        except _Discarded:
+            return await self.job(ns, item.id)
         except ExtractionFailed as e:  # the merge could not be written: record why, keep the data
             async with self.store.write() as tx:
                 await tx.set_items_status(
@@ -494,7 +551,8 @@ class Extractor:
             stale = [
                 item_id
                 for item_id, owner, at in await tx.processing_claims()
-                if (owner != self.owner and not _alive(owner)) or (at or 0) < time.time() - self.lease_seconds
+                if (not self._mine(owner) and not _alive(owner))
+                or (at or 0) < time.time() - self.lease_seconds
             ]
             if stale:
                 await tx.requeue(stale)

@@ -589,6 +589,21 @@ class ReadTx:
             f"d.namespace = ? AND d.profile_pk = ? AND d.status IN ({marks})", (ns, pk, *st)
         )
 
+    async def claim_holds(self, ns: str, profile_id: str, pk: int, ids: Sequence[str], owner: str) -> bool:
+        """Whether every item is still there, still claimed by ``owner``, and belongs to
+        profile ``profile_id`` of namespace ``ns`` under key ``pk``: the check a result
+        must pass, inside its write transaction, before it may touch the profile."""
+        if not ids:
+            return False
+        marks = ",".join("?" * len(ids))
+        row = await self._one(
+            "SELECT count(*) FROM data_items d JOIN profiles p ON p.pk = d.profile_pk "
+            f"WHERE d.id IN ({marks}) AND d.namespace = ? AND d.profile_pk = ? AND d.status = 'processing' "
+            "AND d.claimed_by = ? AND p.namespace = ? AND p.id = ?",
+            (*ids, ns, pk, owner, ns, profile_id),
+        )
+        return bool(row) and int(row[0]) == len(set(ids))
+
     async def failed_item_ids(self, ns: str, pk: int | None = None) -> list[str]:
         """Ids of failed items, of one profile or of the whole namespace."""
         if pk is None:
@@ -729,11 +744,11 @@ class WriteTx(ReadTx):
         self.erased = False
 
     async def insert_profile(self, ns: str, profile: Profile) -> int:
-        """Insert a new profile; returns its internal key."""
+        """Insert a new profile; returns its internal key, never one a deleted profile had."""
         try:
             cur = await self._db.execute(
-                "INSERT INTO profiles (namespace, id, alias, kind, name, summary, version, created_at, "
-                "updated_at, document) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO profiles (pk, namespace, id, alias, kind, name, summary, version, created_at, "
+                "updated_at, document) VALUES ((SELECT last + 1 FROM profile_keys), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     ns,
                     profile.id,
@@ -967,6 +982,15 @@ class WriteTx(ReadTx):
             [(owner, at, i) for i in ids],
         )
         return ids
+
+    async def claim_item(self, ns: str, item_id: str, owner: str, at: float) -> bool:
+        """Claim one pending item by id (a result the client's model sent for it)."""
+        cur = await self._db.execute(
+            "UPDATE data_items SET status = 'processing', claimed_by = ?, claimed_at = ? "
+            "WHERE namespace = ? AND id = ? AND status = 'pending'",
+            (owner, at, ns, item_id),
+        )
+        return cur.rowcount == 1
 
     async def processing_claims(self) -> list[tuple[str, str | None, float | None]]:
         """(item id, owner, claimed at) of every item being processed."""

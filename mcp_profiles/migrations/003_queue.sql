@@ -1,0 +1,16 @@
+-- Profile keys are never reused. A key freed by a delete could otherwise be given to the
+-- next profile created (INTEGER PRIMARY KEY takes max + 1), and work still holding the old
+-- key (an extraction in flight) would land in another tenant's profile. AUTOINCREMENT
+-- would need the table rebuilt, which the foreign keys pointing at it make unsafe inside a
+-- migration's transaction; a high-water mark holds the same guarantee for existing files.
+CREATE TABLE profile_keys (last INTEGER NOT NULL);
+INSERT INTO profile_keys (last) SELECT coalesce(max(pk), 0) FROM profiles;
+CREATE TRIGGER profiles_key_never_reused BEFORE INSERT ON profiles
+WHEN NEW.pk IS NULL OR NEW.pk <= (SELECT last FROM profile_keys)
+BEGIN
+    SELECT RAISE(ABORT, 'profile key reused: insert with pk = (SELECT last + 1 FROM profile_keys)');
+END;
+CREATE TRIGGER profiles_key_high_water AFTER INSERT ON profiles
+BEGIN
+    UPDATE profile_keys SET last = NEW.pk;
+END;

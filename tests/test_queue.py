@@ -1,0 +1,130 @@
+"""The extraction queue under real use: claims, leases, apply checks, retries, the worker guard.
+
+The models here are scripted in-process (``GatedLLM``) where a test must hold a call open
+at a chosen moment; retry tests run the real Anthropic SDK over ``tests/fakes.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import anyio
+from mcp import Client
+
+from mcp_profiles.config import Config
+from mcp_profiles.llm import LLMAnswer, LLMRequest, Repair, Usage
+from mcp_profiles.runtime import open_app
+from mcp_profiles.server import create_server
+from tests.helpers import text
+
+CHAT = "User: I'm Alice, a backend engineer in Berlin. I love sailing on weekends.\n"
+_DATA = re.compile(r'<data id="([^"]*)"[^>]*>\n(.*?)\n</data>', re.DOTALL)
+
+
+class GatedLLM:
+    """A model that answers each call only when the test lets it (``release``), quoting the
+    first line of the first data block as a fact, so the answer always survives the merge."""
+
+    name = "gated"
+
+    def __init__(self, *, gated: bool = True) -> None:
+        self.calls: list[LLMRequest] = []
+        self.started = anyio.Event()
+        self._gate = anyio.Event()
+        if not gated:
+            self._gate.set()
+
+    def release(self) -> None:
+        self._gate.set()
+
+    async def complete(self, request: LLMRequest, repair: Repair | None = None) -> LLMAnswer:
+        self.calls.append(request)
+        self.started.set()
+        await self._gate.wait()
+        found = _DATA.search(request.data)
+        assert found is not None
+        data_id, body = found.group(1), found.group(2)
+        line = next(ln.strip() for ln in body.splitlines() if ln.strip())[:200]
+        operation = {
+            "op": "set",
+            "key": f"interests.note_{len(self.calls)}",
+            "value": line,
+            "confidence": 0.9,
+            "evidence": line,
+            "data_id": data_id,
+        }
+        return LLMAnswer(
+            tool_input={"operations": [operation], "summary": f"Summary from {line[:40]}"},
+            text="",
+            usage=Usage(requests=1, input_tokens=100, output_tokens=20),
+            stop_reason="tool_use",
+            model="gated",
+        )
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_an_extraction_in_flight_never_lands_in_another_tenants_profile(config: Config) -> None:
+    """Tenant A's extraction is in flight; A deletes the profile; tenant B creates one with the
+    same id on the same database; then the model answers. B's profile holds nothing of A's."""
+    llm = GatedLLM()
+    config_a = Config(db=config.db, namespace="tenant-a")
+    config_b = Config(db=config.db, namespace="tenant-b")
+    async with (
+        open_app(config_a, llm=llm, worker=False) as app_a,  # type: ignore[arg-type]
+        open_app(config_b, worker=False) as app_b,
+        Client(create_server(config_a, app=app_a)) as tenant_a,
+        Client(create_server(config_b, app=app_b)) as tenant_b,
+    ):
+        answers: list[Any] = []
+
+        async def upsert_a() -> None:
+            answers.append(
+                await tenant_a.call_tool("upsert_profile_from_data", {"profile": "alice", "data": CHAT})
+            )
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(upsert_a)
+            with anyio.fail_after(10):
+                await llm.started.wait()
+            deleted = await tenant_a.call_tool("delete_profile", {"profile": "alice"})
+            assert deleted.is_error is False, text(deleted)
+            created = await tenant_b.call_tool(
+                "update_profile", {"profile": "alice", "create": True, "patch": {"name": "Bob's Alice"}}
+            )
+            assert created.is_error is False, text(created)
+            llm.release()
+        doc = (await tenant_b.call_tool("get_profile", {"profile": "alice"})).structured_content
+        assert doc["attributes"] == {} and doc["summary"] is None and doc["version"] == 1
+        history = (await tenant_b.call_tool("profile_history", {"profile": "alice"})).structured_content
+        assert [v["actor"] for v in history["versions"]] == ["agent"]
+        [answer] = answers
+        assert answer.is_error and text(answer).startswith("not_found:"), text(answer)
+        gone = await tenant_a.call_tool("get_profile", {"profile": "alice"})
+        assert text(gone).startswith("not_found:")
+
+
+async def test_profile_keys_are_never_reused_also_in_a_file_made_before_the_migration(config: Config) -> None:
+    import sqlite3
+
+    async with open_app(config, worker=False) as app:
+        for ref in ("a", "b", "c"):
+            await app.service.update_profile("default", ref, {}, create=True)
+    con = sqlite3.connect(config.db_path)
+    # the file as an older version left it: no high-water mark yet
+    con.executescript(
+        "DROP TRIGGER profiles_key_never_reused; DROP TRIGGER profiles_key_high_water; "
+        "DROP TABLE profile_keys; DELETE FROM schema_migrations WHERE version = 3;"
+    )
+    con.close()
+    async with open_app(config, worker=False) as app:
+        await app.service.delete_profile("default", "c")
+        await app.service.update_profile("default", "d", {}, create=True)
+        await app.service.delete_profile("default", "d")
+        await app.service.update_profile("default", "e", {}, create=True)
+    con = sqlite3.connect(config.db_path)
+    keys = dict(con.execute("SELECT id, pk FROM profiles").fetchall())
+    con.close()
+    assert keys == {"a": 1, "b": 2, "e": 5}
