@@ -70,6 +70,7 @@ class Config:
     assistant_topics: tuple[str, ...] = ASSISTANT_TOPICS
     llm_timeout: float = 60.0
     llm_max_retries: int = 3
+    lease_seconds: float = 600.0
     tokens: Mapping[str, str] = field(default_factory=dict)
     extraction: str = "auto"
 
@@ -131,7 +132,9 @@ def _coerce(name: str, raw: str) -> Any:
         raise ValueError(raw)
     if name == "batch_tokens" and int(raw) < 500:
         raise ValueError(raw)
-    if name in ("confidence_floor", "llm_timeout", "max_batch_wait"):
+    if name == "lease_seconds" and float(raw) < 1:
+        raise ValueError(raw)
+    if name in ("confidence_floor", "llm_timeout", "max_batch_wait", "lease_seconds"):
         return float(raw)
     if name in ("batch_tokens", "min_batch_tokens", "max_output_tokens", "llm_max_retries"):
         return int(raw)

@@ -36,7 +36,7 @@ from .extract import (
     sampling_messages,
     split_data,
 )
-from .llm import LLM, Usage
+from .llm import LLM, LLMRequest, Usage
 from .merge import DROP_REASONS, merge_extraction
 from .models import PROFILE_ID_RE, Kind, Profile, now
 from .patching import check_limits
@@ -124,16 +124,19 @@ class _Discarded(Exception):
     the result is thrown away and nothing is written."""
 
 
+_OWNERS: set[str] = set()  # the owner ids of the extractors alive in this process
+
+
 def _alive(owner: str | None) -> bool:
-    """Whether a claim's owner process (not this one) still runs; only knowable on this host."""
+    """Whether a claim's owner (not this extractor) still runs; only knowable on this host."""
     if not owner:
         return False
     host, _, rest = owner.partition(":")
     pid = rest.partition(":")[0]
     if host != socket.gethostname() or not pid.isdigit():
         return True
-    if int(pid) == os.getpid():  # our pid, not our claim: a restart reused it (pid 1 in a container)
-        return False
+    if int(pid) == os.getpid():  # our pid: another extractor of this process, or a restart reusing it
+        return ":".join(owner.split(":")[:3]) in _OWNERS
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -154,16 +157,18 @@ class Extractor:
         llm: LLM | None,
         *,
         on_change: OnChange | None = None,
-        lease_seconds: float = 600.0,
+        lease_seconds: float | None = None,
     ) -> None:
         self.store = store
         self.service = service
         self.config = config
         self.llm = llm
         self.on_change = on_change
-        self.lease_seconds = lease_seconds
+        self.lease_seconds = config.lease_seconds if lease_seconds is None else lease_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._claims = 0
+        _OWNERS.add(self.owner)
+        self._live: set[str] = set()  # claim tokens this process is working on now
         self._wake = anyio.Event()
 
     # ---- submitting ---------------------------------------------------------------
@@ -277,6 +282,7 @@ class Extractor:
         Whatever interrupts the work (a cancelled ``wait: true`` call, a database error)
         puts the items it claimed and did not finish back in the queue.
         """
+        self._live.add(token)
         try:
             return await self._run_items(ns, pk, profile, items, llm, token, progress)
         except _Discarded:
@@ -286,9 +292,51 @@ class Extractor:
         except BaseException:
             with anyio.CancelScope(shield=True):
                 async with self.store.write() as tx:
-                    current = await tx.items_by_id([item.id for item in items])
-                    await tx.requeue([item.id for item in current if item.status == "processing"])
+                    await tx.requeue([item.id for item in items], owner=token)
             raise
+        finally:
+            self._live.discard(token)
+
+    async def _renew(self, token: str) -> None:
+        """Extend this claim's lease; raise _Discarded when the claim no longer holds."""
+        async with self.store.write() as tx:
+            held = await tx.renew_claim(token, time.time())
+        if not held:
+            raise _Discarded
+
+    async def _extract_keeping_claim(
+        self, llm: LLM, request: LLMRequest, token: str
+    ) -> tuple[Extraction, Usage]:
+        """One model call (with its repair), renewing the claim's lease while it runs, so a
+        call longer than the lease is never taken for abandoned work."""
+        lost = False
+        outcome: tuple[Extraction, Usage] | None = None
+        error: BaseException | None = None
+        async with anyio.create_task_group() as tg:
+
+            async def keep() -> None:
+                nonlocal lost
+                while True:
+                    await anyio.sleep(max(0.05, self.lease_seconds / 3))
+                    try:
+                        await self._renew(token)
+                    except _Discarded:
+                        lost = True
+                        tg.cancel_scope.cancel()
+                        return
+
+            tg.start_soon(keep)
+            try:
+                outcome = await extract(llm, request)
+            except Exception as e:  # re-raised outside the task group, unwrapped
+                error = e
+            tg.cancel_scope.cancel()
+        if lost:
+            raise _Discarded
+        if error is not None:
+            raise error
+        assert outcome is not None
+        return outcome
 
     async def _run_items(
         self,
@@ -332,7 +380,7 @@ class Extractor:
                     allow_sensitive=self.config.allow_sensitive,
                     max_tokens=self.config.max_output_tokens,
                 )
-                extraction, usage = await extract(llm, request)
+                extraction, usage = await self._extract_keeping_claim(llm, request, token)
             except ExtractionFailed as e:
                 usage = getattr(e, "usage", Usage())
                 self._account(state, part, usage)
@@ -344,6 +392,8 @@ class Extractor:
             except ExtractionFailed as e:  # e.g. the merge would exceed the document limit
                 failed = e.message
                 break
+            if any(s.chunks_left for s in state.values()):
+                await self._renew(token)
         if failed is not None:
             left = [i for i, s in state.items() if s.chunks_left > 0]
             async with self.store.write() as tx:
@@ -355,6 +405,7 @@ class Extractor:
                         error=failed,
                         usage=[state[item_id].usage.as_dict()],
                         attempt=True,
+                        owner=token,
                     )
         if progress is not None:
             await progress(len(batches), len(batches), "done" if failed is None else "failed")
@@ -432,7 +483,13 @@ class Extractor:
                         "dropped": s.dropped,
                     }
                     await tx.set_items_status(
-                        [item_id], "done", at=at, result=result, usage=[s.usage.as_dict()], attempt=True
+                        [item_id],
+                        "done",
+                        at=at,
+                        result=result,
+                        usage=[s.usage.as_dict()],
+                        attempt=True,
+                        owner=token,
                     )
         if merged.changes and self.on_change is not None:
             await self.on_change(ns, current.id)
@@ -441,7 +498,7 @@ class Extractor:
         """Process a just-submitted item now (with its profile's other pending items) and
         return its result; if another worker holds it, wait for that worker to finish."""
         for result in await self.process(ns, item.profile_pk, progress):
-            if result.job_id == item.id:
+            if result.job_id == item.id and result.status in ("done", "failed"):
                 return result
         with anyio.fail_after(self.lease_seconds):
             while True:
@@ -546,13 +603,17 @@ class Extractor:
         self._wake.set()
 
     async def recover(self) -> int:
-        """Requeue items whose owner died, or whose lease ran out."""
+        """Requeue items whose owner died, or whose lease ran out; never a claim this process
+        is still working on (its lease is renewed while it works)."""
         async with self.store.write() as tx:
             stale = [
                 item_id
                 for item_id, owner, at in await tx.processing_claims()
-                if (not self._mine(owner) and not _alive(owner))
-                or (at or 0) < time.time() - self.lease_seconds
+                if owner not in self._live
+                and (
+                    (not self._mine(owner) and not _alive(owner))
+                    or (at or 0) < time.time() - self.lease_seconds
+                )
             ]
             if stale:
                 await tx.requeue(stale)

@@ -944,15 +944,19 @@ class WriteTx(ReadTx):
         result: dict[str, Any] | None = None,
         usage: Sequence[dict[str, int]] | None = None,
         attempt: bool = False,
+        owner: str | None = None,
     ) -> None:
-        """Move items to a state, recording error, result and each item's share of usage."""
+        """Move items to a state, recording error, result and each item's share of usage.
+        With ``owner``, only items still claimed by that owner move: a worker whose claim was
+        taken over finishes nothing."""
+        claim = " AND status = 'processing' AND claimed_by = ?" if owner is not None else ""
         for i, item_id in enumerate(ids):
             u = usage[i] if usage else {}
             await self._db.execute(
                 "UPDATE data_items SET status = ?, error = ?, result = coalesce(?, result), updated_at = ?, "
                 "attempts = attempts + ?, requests = requests + ?, input_tokens = input_tokens + ?, "
                 "output_tokens = output_tokens + ?, cache_read_tokens = cache_read_tokens + ?, "
-                "cache_write_tokens = cache_write_tokens + ? WHERE id = ?",
+                f"cache_write_tokens = cache_write_tokens + ? WHERE id = ?{claim}",
                 (
                     status,
                     error,
@@ -965,6 +969,7 @@ class WriteTx(ReadTx):
                     u.get("cache_read_input_tokens", 0),
                     u.get("cache_creation_input_tokens", 0),
                     item_id,
+                    *((owner,) if owner is not None else ()),
                 ),
             )
 
@@ -999,14 +1004,23 @@ class WriteTx(ReadTx):
         )
         return [(str(r[0]), r[1], r[2]) for r in rows]
 
-    async def requeue(self, ids: Sequence[str]) -> int:
-        """Put items back to ``pending`` (their owner died, or a failed item is retried)."""
+    async def requeue(self, ids: Sequence[str], *, owner: str | None = None) -> int:
+        """Put items back to ``pending`` (their owner died, or a failed item is retried).
+        With ``owner``, only the items that owner still holds."""
+        claim = " AND status = 'processing' AND claimed_by = ?" if owner is not None else ""
         await self._db.executemany(
             "UPDATE data_items SET status = 'pending', claimed_by = NULL, claimed_at = NULL, error = NULL "
-            "WHERE id = ?",
-            [(i,) for i in ids],
+            f"WHERE id = ?{claim}",
+            [(i, owner) if owner is not None else (i,) for i in ids],
         )
         return len(ids)
+
+    async def renew_claim(self, owner: str, at: float) -> bool:
+        """Extend the lease of ``owner``'s claim; False when it holds no item any more."""
+        cur = await self._db.execute(
+            "UPDATE data_items SET claimed_at = ? WHERE status = 'processing' AND claimed_by = ?", (at, owner)
+        )
+        return cur.rowcount > 0
 
 
 def _connection(row: Any) -> Connection:

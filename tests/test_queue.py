@@ -128,3 +128,50 @@ async def test_profile_keys_are_never_reused_also_in_a_file_made_before_the_migr
     keys = dict(con.execute("SELECT id, pk FROM profiles").fetchall())
     con.close()
     assert keys == {"a": 1, "b": 2, "e": 5}
+
+
+class SlowLLM(GatedLLM):
+    """Answers every call after ``delay`` seconds."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(gated=False)
+        self.delay = delay
+
+    async def complete(self, request: LLMRequest, repair: Repair | None = None) -> LLMAnswer:
+        await anyio.sleep(self.delay)
+        return await super().complete(request, repair)
+
+
+async def test_a_long_item_outliving_its_lease_costs_each_batch_one_model_call(config: Config) -> None:
+    """Lease 1 s, ten batches of 0.4 s each: the lease is renewed during and after every
+    batch, so neither this process's worker nor a second process on the same file takes the
+    work over, and every part of the data is sent to the model exactly once."""
+    cfg = Config(db=config.db, batch_tokens=500, lease_seconds=1.0)
+    data = "\n".join(f"User: note {i:03d}, my hobby number {i} is one I enjoy a lot." for i in range(300))
+    llm = SlowLLM(0.4)
+    async with (
+        open_app(cfg, llm=llm) as app,  # type: ignore[arg-type]
+        open_app(cfg, llm=llm) as other,  # type: ignore[arg-type]  # a second process on the file
+        Client(create_server(cfg, app=app)) as client,
+    ):
+        stop = anyio.Event()
+
+        async def meddle() -> None:  # both workers keep looking for abandoned work
+            while not stop.is_set():
+                await other.extractor.recover()
+                await other.extractor.drain()
+                await app.extractor.recover()
+                await anyio.sleep(0.1)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(meddle)
+            with anyio.fail_after(60):
+                result = await client.call_tool("upsert_profile_from_data", {"profile": "u", "data": data})
+            stop.set()
+        body = result.structured_content
+        assert body is not None and body["status"] == "updated", text(result)
+        job = (await client.call_tool("get_job", {"job_id": body["job_id"]})).structured_content
+    sent = [request.data for request in llm.calls]
+    assert len(sent) >= 8 and len(set(sent)) == len(sent)  # no part extracted twice
+    assert body["usage"]["requests"] == len(sent) == job["usage"]["requests"]
+    assert len(sent) * llm.delay > 3 * cfg.lease_seconds  # the work outlived the lease
