@@ -37,7 +37,7 @@ from .extract import (
     split_data,
 )
 from .llm import LLM, LLMRequest, Usage
-from .merge import DROP_REASONS, merge_extraction
+from .merge import DROP_REASONS, MergeResult, merge_extraction
 from .models import PROFILE_ID_RE, Kind, Profile, now
 from .patching import check_limits
 from .prompts import load_prompt
@@ -95,8 +95,6 @@ class _Progress:
     conflicts: list[dict[str, Any]] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
     usage: Usage = field(default_factory=Usage)
-    chunks_left: int = 0
-    version: int = 0
 
 
 def _share(usage: Usage, weights: list[int]) -> list[Usage]:
@@ -348,7 +346,12 @@ class Extractor:
         token: str,
         progress: Progress | None,
     ) -> list[JobResult]:
-        kind, profile_id = profile.kind, profile.id
+        """Ask the model batch by batch, then merge every answer in one transaction.
+
+        Each request sees the profile as the earlier answers would leave it (merged in
+        memory), but nothing is written until the last answer is in: a call that fails at
+        any batch changes nothing, and its items fail (or are retried) together.
+        """
         budget = max(500, self.config.batch_tokens)
         chunks: list[DataChunk] = []
         for item in items:
@@ -356,59 +359,45 @@ class Extractor:
                 DataChunk(item.id, item.input_type, piece) for piece in split_data(item.content, budget)
             ]
         state = {item.id: _Progress() for item in items}
-        for chunk in chunks:
-            state[chunk.data_id].chunks_left += 1
         batches = plan_batches([(str(i), estimate_tokens(c.text)) for i, c in enumerate(chunks)], budget)
-        system = load_prompt(kind, self.config.prompts_dir)
-        catalogue = self.config.user_topics if kind == "user" else self.config.assistant_topics
-        failed: str | None = None
+        system = load_prompt(profile.kind, self.config.prompts_dir)
+        catalogue = self.config.user_topics if profile.kind == "user" else self.config.assistant_topics
+        answers: list[tuple[list[DataChunk], Extraction]] = []
+        working = profile
+        failure: ExtractionFailed | None = None
         for n, batch in enumerate(batches):
             part = [chunks[int(i)] for i in batch]
             if progress is not None:
                 await progress(n, len(batches), f"extracting part {n + 1} of {len(batches)}")
+            request = build_request(
+                profile.kind,
+                working,
+                part,
+                system=system,
+                catalogue=catalogue,
+                allow_sensitive=self.config.allow_sensitive,
+                max_tokens=self.config.max_output_tokens,
+            )
             try:
-                async with self.store.read() as tx:
-                    current = await tx.profile_by_key(pk)
-                if current is None:
-                    raise _Discarded
-                request = build_request(
-                    kind,
-                    current,
-                    part,
-                    system=system,
-                    catalogue=catalogue,
-                    allow_sensitive=self.config.allow_sensitive,
-                    max_tokens=self.config.max_output_tokens,
-                )
                 extraction, usage = await self._extract_keeping_claim(llm, request, token)
             except ExtractionFailed as e:
-                usage = getattr(e, "usage", Usage())
-                self._account(state, part, usage)
-                failed = e.message
+                self._account(state, part, getattr(e, "usage", Usage()))
+                failure = e
                 break
             self._account(state, part, usage)
-            try:
-                await self._apply(ns, pk, profile_id, token, extraction, part, state)
-            except ExtractionFailed as e:  # e.g. the merge would exceed the document limit
-                failed = e.message
-                break
-            if any(s.chunks_left for s in state.values()):
+            answers.append((part, extraction))
+            working = self._merge(working, extraction, part, now()).profile
+            if n + 1 < len(batches):
                 await self._renew(token)
-        if failed is not None:
-            left = [i for i, s in state.items() if s.chunks_left > 0]
-            async with self.store.write() as tx:
-                for item_id in left:
-                    await tx.set_items_status(
-                        [item_id],
-                        "failed",
-                        at=now(),
-                        error=failed,
-                        usage=[state[item_id].usage.as_dict()],
-                        attempt=True,
-                        owner=token,
-                    )
+        if failure is None:
+            try:
+                await self._commit(ns, pk, profile.id, token, answers, state)
+            except ExtractionFailed as e:  # e.g. the merge would exceed the document limit
+                failure = e
+        if failure is not None:
+            await self._fail(ns, pk, profile.id, token, state, failure)
         if progress is not None:
-            await progress(len(batches), len(batches), "done" if failed is None else "failed")
+            await progress(len(batches), len(batches), "done" if failure is None else "failed")
         async with self.store.read() as tx:
             final = await tx.items_by_id([item.id for item in items])
         return [JobResult.from_item(item) for item in final]
@@ -418,36 +407,71 @@ class Extractor:
         for chunk, share in zip(part, _share(usage, [estimate_tokens(c.text) for c in part]), strict=True):
             state[chunk.data_id].usage = state[chunk.data_id].usage + share
 
-    async def _apply(
+    def _merge(self, current: Profile, extraction: Extraction, part: list[DataChunk], at: str) -> MergeResult:
+        return merge_extraction(
+            current,
+            extraction,
+            part,
+            confidence_floor=self.config.confidence_floor,
+            allow_sensitive=self.config.allow_sensitive,
+            at=at,
+            limits=self.config.limits,
+        )
+
+    async def _fail(
         self,
         ns: str,
         pk: int,
         profile_id: str,
         token: str,
-        extraction: Extraction,
-        part: list[DataChunk],
+        state: dict[str, _Progress],
+        failure: ExtractionFailed,
+    ) -> None:
+        """Record a failed call on every item of the claim (their usage is still counted)."""
+        async with self.store.write() as tx:
+            if not await tx.claim_holds(ns, profile_id, pk, list(state), token):
+                raise _Discarded
+            for item_id, s in state.items():
+                await tx.set_items_status(
+                    [item_id],
+                    "failed",
+                    at=now(),
+                    error=failure.message,
+                    usage=[s.usage.as_dict()],
+                    attempt=True,
+                    owner=token,
+                )
+
+    async def _commit(
+        self,
+        ns: str,
+        pk: int,
+        profile_id: str,
+        token: str,
+        answers: list[tuple[list[DataChunk], Extraction]],
         state: dict[str, _Progress],
     ) -> None:
-        """Merge one answer and write version, revision and finished items in one transaction,
-        if the claim still holds (checked in that transaction); otherwise raise _Discarded."""
+        """Merge every answer of a call onto the profile as it is now, and write the version,
+        its revision and the finished items in one transaction, if the claim still holds
+        (checked in that transaction); otherwise raise _Discarded and write nothing."""
         at = now()
-        ids = list(dict.fromkeys(c.data_id for c in part))
         async with self.store.write() as tx:
             current = await tx.profile_by_key(pk)
-            if current is None or not await tx.claim_holds(ns, profile_id, pk, ids, token):
+            if current is None or not await tx.claim_holds(ns, profile_id, pk, list(state), token):
                 raise _Discarded
-            merged = merge_extraction(
-                current,
-                extraction,
-                part,
-                confidence_floor=self.config.confidence_floor,
-                allow_sensitive=self.config.allow_sensitive,
-                at=at,
-                limits=self.config.limits,
-            )
+            new, changes = current, []
+            for part, extraction in answers:
+                merged = self._merge(new, extraction, part, at)
+                new = merged.profile
+                changes += [dict(c) for c in merged.changes]
+                for item_id in dict.fromkeys(c.data_id for c in part):
+                    s = state[item_id]
+                    s.changes += [dict(c) for c in merged.changes]
+                    s.conflicts += [dict(c) for c in merged.conflicts]
+                    for reason, count in merged.dropped.items():
+                        s.dropped[reason] = s.dropped.get(reason, 0) + count
             version = current.version
-            if merged.changes:
-                new: Profile = merged.profile
+            if changes:
                 try:
                     check_limits(new, self.config.limits)
                 except ProfilesError:
@@ -458,40 +482,25 @@ class Extractor:
                 new.version, new.updated_at = version, at
                 await tx.update_profile(ns, pk, new, current.version)
                 await tx.add_revision(
-                    ns,
-                    pk,
-                    new,
-                    actor="extraction",
-                    reason=f"data {', '.join(ids)}",
-                    changes=[dict(c) for c in merged.changes],
+                    ns, pk, new, actor="extraction", reason=f"data {', '.join(state)}", changes=changes
                 )
-            for chunk in part:
-                s = state[chunk.data_id]
-                s.chunks_left -= 1
-            for item_id in ids:
-                s = state[item_id]
-                s.changes += [dict(c) for c in merged.changes]
-                s.conflicts += [dict(c) for c in merged.conflicts]
-                for reason, count in merged.dropped.items():
-                    s.dropped[reason] = s.dropped.get(reason, 0) + count
-                s.version = version
-                if s.chunks_left == 0:
-                    result = {
-                        "version": version,
-                        "changes": s.changes,
-                        "conflicts": s.conflicts,
-                        "dropped": s.dropped,
-                    }
-                    await tx.set_items_status(
-                        [item_id],
-                        "done",
-                        at=at,
-                        result=result,
-                        usage=[s.usage.as_dict()],
-                        attempt=True,
-                        owner=token,
-                    )
-        if merged.changes and self.on_change is not None:
+            for item_id, s in state.items():
+                result = {
+                    "version": version,
+                    "changes": s.changes,
+                    "conflicts": s.conflicts,
+                    "dropped": s.dropped,
+                }
+                await tx.set_items_status(
+                    [item_id],
+                    "done",
+                    at=at,
+                    result=result,
+                    usage=[s.usage.as_dict()],
+                    attempt=True,
+                    owner=token,
+                )
+        if changes and self.on_change is not None:
             await self.on_change(ns, current.id)
 
     async def wait_for(self, ns: str, item: DataItem, progress: Progress | None = None) -> JobResult:
@@ -547,54 +556,27 @@ class Extractor:
 
     async def from_sample(self, ns: str, item: DataItem, text: str) -> JobResult:
         """Merge the client model's answer for a stored item (one sampling round, no repair)."""
-        try:
-            extraction = parse_sampling_text(text)
-        except ExtractionFailed as e:
-            async with self.store.write() as tx:
-                await tx.set_items_status(
-                    [item.id],
-                    "failed",
-                    at=now(),
-                    error=f"the client's model: {e.message}",
-                    usage=[Usage(requests=1).as_dict()],
-                    attempt=True,
-                )
-                [failed] = await tx.items_by_id([item.id])
-            return JobResult.from_item(failed)
-        state = {item.id: _Progress(chunks_left=1, usage=Usage(requests=1))}
+        state = {item.id: _Progress(usage=Usage(requests=1))}
         token = self._claim_token()
         async with self.store.write() as tx:
             claimed = await tx.claim_item(ns, item.id, token, time.time())
             profile = await tx.profile_by_key(item.profile_pk)
         if not claimed or profile is None:
             return await self.job(ns, item.id)
+        self._live.add(token)
         try:
-            await self._apply(
-                ns,
-                item.profile_pk,
-                profile.id,
-                token,
-                extraction,
-                [DataChunk(item.id, item.input_type, item.content)],
-                state,
-            )
+            try:
+                extraction = parse_sampling_text(text)
+                chunk = DataChunk(item.id, item.input_type, item.content)
+                await self._commit(ns, item.profile_pk, profile.id, token, [([chunk], extraction)], state)
+            except ExtractionFailed as e:  # not usable, or not writable: record why, keep the data
+                failure = ExtractionFailed(f"the client's model: {e.message}" if e.raw_output else e.message)
+                await self._fail(ns, item.profile_pk, profile.id, token, state, failure)
         except _Discarded:
-            return await self.job(ns, item.id)
-        except ExtractionFailed as e:  # the merge could not be written: record why, keep the data
-            async with self.store.write() as tx:
-                await tx.set_items_status(
-                    [item.id],
-                    "failed",
-                    at=now(),
-                    error=e.message,
-                    usage=[Usage(requests=1).as_dict()],
-                    attempt=True,
-                )
-                [failed] = await tx.items_by_id([item.id])
-            return JobResult.from_item(failed)
-        async with self.store.read() as tx:
-            [done] = await tx.items_by_id([item.id])
-        return JobResult.from_item(done)
+            pass
+        finally:
+            self._live.discard(token)
+        return await self.job(ns, item.id)
 
     # ---- the background worker ----------------------------------------------------
 

@@ -9,8 +9,8 @@ no keys, no stack) leaks past this line.
 Caching: the request is laid out as tools → system → context → data, with one
 ``cache_control`` breakpoint after the system prompt. The system prompt (instructions,
 few-shot examples, tool schema) is byte-identical across calls, so it is cached for every
-profile. The context (the current profile) is not marked: ``Extractor.run_items`` reads the
-profile again after each batch's merge, so an identical context is only ever re-sent by a
+profile. The context (the current profile) is not marked: ``Extractor.run_items`` sends the
+profile as each earlier answer left it, so an identical context is only ever re-sent by a
 repair attempt, and a context written but never re-read costs 25 % extra on its tokens
 (``bench/cost.py`` measured no re-read outside repairs). A prefix below the model's
 minimum cacheable length (1024-4096 tokens depending on the model) is silently not cached.

@@ -16,10 +16,15 @@ from mcp_profiles.config import Config
 from mcp_profiles.llm import LLMAnswer, LLMRequest, Repair, Usage
 from mcp_profiles.runtime import open_app
 from mcp_profiles.server import create_server
+from tests.fakes import MessagesAPI, anthropic_llm
 from tests.helpers import text
 
 CHAT = "User: I'm Alice, a backend engineer in Berlin. I love sailing on weekends.\n"
 _DATA = re.compile(r'<data id="([^"]*)"[^>]*>\n(.*?)\n</data>', re.DOTALL)
+
+
+def op(key: str, value: Any, evidence: str, confidence: float = 0.9) -> dict[str, Any]:
+    return {"op": "set", "key": key, "value": value, "confidence": confidence, "evidence": evidence}
 
 
 class GatedLLM:
@@ -175,3 +180,26 @@ async def test_a_long_item_outliving_its_lease_costs_each_batch_one_model_call(c
     assert len(sent) >= 8 and len(set(sent)) == len(sent)  # no part extracted twice
     assert body["usage"]["requests"] == len(sent) == job["usage"]["requests"]
     assert len(sent) * llm.delay > 3 * cfg.lease_seconds  # the work outlived the lease
+
+
+async def test_a_call_whose_later_batch_fails_changes_nothing(connect: Any, config: Config) -> None:
+    """Data split into three requests; the second is refused (400). No batch is merged: the
+    tool answers extraction_failed, the profile is untouched, and get_job says the same."""
+    api = MessagesAPI()
+    api.enqueue_tool({"operations": [op("interests.first", "first part", "note 000")]})
+    api.enqueue_error(400, "invalid_request_error", message="prompt is too long")
+    data = "\n".join(f"User: note {i:03d}, my hobby number {i} is one I enjoy a lot." for i in range(90))
+    small = Config(db=config.db, batch_tokens=500)
+    async with connect(small, server_kwargs={"llm": anthropic_llm(api)}) as client:
+        await client.call_tool("update_profile", {"profile": "u", "create": True, "patch": {"name": "U"}})
+        result = await client.call_tool("upsert_profile_from_data", {"profile": "u", "data": data})
+        assert result.is_error and text(result).startswith("extraction_failed:"), text(result)
+        doc = (await client.call_tool("get_profile", {"profile": "u"})).structured_content
+        assert doc["version"] == 1 and doc["attributes"] == {}
+        job_id = re.search(r"job (d_\w+)", text(result)).group(1)  # type: ignore[union-attr]
+        job = (await client.call_tool("get_job", {"job_id": job_id})).structured_content
+        assert job["status"] == "failed" and job["changes"] == [] and "400" in job["error"]
+        assert job["usage"]["requests"] == 1  # the answered request is still accounted
+        history = (await client.call_tool("profile_history", {"profile": "u"})).structured_content
+        assert len(history["versions"]) == 1
+    assert len(api.requests) == 2
