@@ -382,6 +382,26 @@ async def cmd_stats(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _attempts(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of 1 or more, not {raw!r}")
+    return value
+
+
+def _max_attempts(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-attempts",
+        type=_attempts,
+        metavar="N",
+        help="tries per data item when the model is rate limited, overloaded or unreachable, with "
+        "exponential backoff (env MCP_PROFILES_MAX_ATTEMPTS; default 5)",
+    )
+
+
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -495,6 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the most a rendered prompt (personalize, review_profile, remember) may hold, in UTF-8 bytes; "
         "longer parts are cut with a note (env MCP_PROFILES_MAX_PROMPT_BYTES; default 32768)",
     )
+    _max_attempts(p)
     p.set_defaults(func=cmd_serve)
 
     p = _sub(
@@ -650,6 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--kind", choices=["user", "assistant"], help="kind of profile to create when it is missing"
     )
     p.add_argument("--no-wait", action="store_true", help="only store the data; extract later with 'process'")
+    _max_attempts(p)
     p.set_defaults(func=cmd_ingest)
 
     p = _sub(
@@ -662,6 +684,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("profile", nargs="?", help="only this profile (default: every profile with waiting items)")
     p.add_argument("--retry-failed", action="store_true", help="queue failed items again first")
+    _max_attempts(p)
     p.set_defaults(func=cmd_process)
 
     p = _sub(
@@ -683,7 +706,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        config = Config.from_env().with_overrides(db=args.db, namespace=args.namespace)
+        config = Config.from_env().with_overrides(
+            db=args.db, namespace=args.namespace, max_attempts=getattr(args, "max_attempts", None)
+        )
         func: Command = args.func
         return anyio.run(func, args, config)
     except ProfilesError as e:

@@ -71,6 +71,8 @@ class Config:
     llm_timeout: float = 60.0
     llm_max_retries: int = 3
     lease_seconds: float = 600.0
+    max_attempts: int = 5
+    retry_delay: float = 30.0
     tokens: Mapping[str, str] = field(default_factory=dict)
     extraction: str = "auto"
 
@@ -134,9 +136,13 @@ def _coerce(name: str, raw: str) -> Any:
         raise ValueError(raw)
     if name == "lease_seconds" and float(raw) < 1:
         raise ValueError(raw)
-    if name in ("confidence_floor", "llm_timeout", "max_batch_wait", "lease_seconds"):
+    if name == "max_attempts" and int(raw) < 1:
+        raise ValueError(raw)
+    if name == "retry_delay" and float(raw) < 0:
+        raise ValueError(raw)
+    if name in ("confidence_floor", "llm_timeout", "max_batch_wait", "lease_seconds", "retry_delay"):
         return float(raw)
-    if name in ("batch_tokens", "min_batch_tokens", "max_output_tokens", "llm_max_retries"):
+    if name in ("batch_tokens", "min_batch_tokens", "max_output_tokens", "llm_max_retries", "max_attempts"):
         return int(raw)
     if name == "extraction" and raw not in ("auto", "none"):
         raise ValueError(raw)

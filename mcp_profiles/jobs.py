@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import random
 import socket
 import time
 import uuid
@@ -36,7 +37,7 @@ from .extract import (
     sampling_messages,
     split_data,
 )
-from .llm import LLM, LLMRequest, Usage
+from .llm import LLM, LLMRequest, ModelUnavailable, Usage
 from .merge import DROP_REASONS, MergeResult, merge_extraction
 from .models import PROFILE_ID_RE, Kind, Profile, now
 from .patching import check_limits
@@ -71,6 +72,8 @@ class JobResult:
     dropped: dict[str, int] = field(default_factory=dict)
     usage: dict[str, int] = field(default_factory=lambda: Usage().as_dict())
     error: str | None = None
+    attempts: int = 0
+    next_attempt_at: str | None = None
 
     @classmethod
     def from_item(cls, item: DataItem, status: str | None = None) -> JobResult:
@@ -86,6 +89,8 @@ class JobResult:
             dropped=dict(result.get("dropped", {})),
             usage=dict(item.usage),
             error=item.error,
+            attempts=item.attempts,
+            next_attempt_at=_iso(item.next_attempt_at) if item.status == "pending" else None,
         )
 
 
@@ -95,6 +100,20 @@ class _Progress:
     conflicts: list[dict[str, Any]] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
     usage: Usage = field(default_factory=Usage)
+
+
+def _iso(at: float | None) -> str | None:
+    return (
+        datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z") if at else None
+    )
+
+
+def backoff(attempt: int, base: float, retry_after: float | None, cap: float = 3600.0) -> float:
+    """Seconds to wait before attempt ``attempt + 1``: exponential from ``base`` with jitter
+    (half to all of it, so workers that failed together do not retry together), never less
+    than the API's ``retry-after``."""
+    delay = min(cap, base * 2.0 ** max(0, attempt - 1)) * random.uniform(0.5, 1.0)
+    return max(delay, retry_after or 0.0)
 
 
 def _share(usage: Usage, weights: list[int]) -> list[Usage]:
@@ -252,13 +271,17 @@ class Extractor:
     def _mine(self, token: str | None) -> bool:
         return bool(token) and (token or "").startswith(self.owner + ":")
 
-    async def process(self, ns: str, pk: int, progress: Progress | None = None) -> list[JobResult]:
-        """Claim and extract every pending item of one profile; returns their results."""
+    async def process(
+        self, ns: str, pk: int, progress: Progress | None = None, *, due_only: bool = False
+    ) -> list[JobResult]:
+        """Claim and extract the pending items of one profile (with ``due_only``, not those
+        waiting for a later retry); returns their results."""
         if self.llm is None:
             raise ExtractionFailed(NO_BACKEND)
         token = self._claim_token()
         async with self.store.write() as tx:
-            ids = await tx.claim_items(ns, pk, token, time.time())
+            at = time.time()
+            ids = await tx.claim_items(ns, pk, token, at, due=at if due_only else None)
             items = await tx.items_by_id(ids)
             profile = await tx.profile_by_key(pk)
         if not items or profile is None:
@@ -395,7 +418,7 @@ class Extractor:
             except ExtractionFailed as e:  # e.g. the merge would exceed the document limit
                 failure = e
         if failure is not None:
-            await self._fail(ns, pk, profile.id, token, state, failure)
+            await self._fail(ns, pk, profile.id, token, state, failure, {i.id: i.attempts for i in items})
         if progress is not None:
             await progress(len(batches), len(batches), "done" if failure is None else "failed")
         async with self.store.read() as tx:
@@ -426,12 +449,31 @@ class Extractor:
         token: str,
         state: dict[str, _Progress],
         failure: ExtractionFailed,
+        attempts: dict[str, int],
     ) -> None:
-        """Record a failed call on every item of the claim (their usage is still counted)."""
+        """Record a failed call on every item of the claim (their usage is still counted).
+
+        When the model was only unavailable (429, 529, 5xx, a timeout), an item goes back to
+        the queue with exponential backoff until it has had ``max_attempts`` attempts; any
+        other failure is final at once.
+        """
+        at = now()
         async with self.store.write() as tx:
             if not await tx.claim_holds(ns, profile_id, pk, list(state), token):
                 raise _Discarded
             for item_id, s in state.items():
+                tried = attempts.get(item_id, 0) + 1
+                if isinstance(failure, ModelUnavailable) and tried < self.config.max_attempts:
+                    delay = backoff(tried, self.config.retry_delay, failure.retry_after)
+                    await tx.retry_later(
+                        item_id,
+                        token,
+                        at=at,
+                        error=f"{failure.message} (attempt {tried} of {self.config.max_attempts})",
+                        next_attempt_at=time.time() + delay,
+                        usage=s.usage.as_dict(),
+                    )
+                    continue
                 await tx.set_items_status(
                     [item_id],
                     "failed",
@@ -507,7 +549,7 @@ class Extractor:
         """Process a just-submitted item now (with its profile's other pending items) and
         return its result; if another worker holds it, wait for that worker to finish."""
         for result in await self.process(ns, item.profile_pk, progress):
-            if result.job_id == item.id and result.status in ("done", "failed"):
+            if result.job_id == item.id and (result.status in ("done", "failed") or result.next_attempt_at):
                 return result
         with anyio.fail_after(self.lease_seconds):
             while True:
@@ -515,7 +557,9 @@ class Extractor:
                     current = await tx.item(ns, item.id)
                 if current is None:
                     raise NotFound(f"job {item.id!r} disappeared: its profile was deleted")
-                if current.status in ("done", "failed"):
+                if current.status in ("done", "failed") or (
+                    current.status == "pending" and current.next_attempt_at is not None
+                ):  # finished, or waiting for a retry the caller should not wait for
                     return JobResult.from_item(current)
                 if current.status == "pending":
                     await self.process(ns, item.profile_pk, progress)
@@ -571,7 +615,7 @@ class Extractor:
                 await self._commit(ns, item.profile_pk, profile.id, token, [([chunk], extraction)], state)
             except ExtractionFailed as e:  # not usable, or not writable: record why, keep the data
                 failure = ExtractionFailed(f"the client's model: {e.message}" if e.raw_output else e.message)
-                await self._fail(ns, item.profile_pk, profile.id, token, state, failure)
+                await self._fail(ns, item.profile_pk, profile.id, token, state, failure, {})
         except _Discarded:
             pass
         finally:
@@ -628,7 +672,8 @@ class Extractor:
         done = 0
         while True:
             async with self.store.read() as tx:
-                queued = await tx.queued_profiles()
+                # a flush takes items waiting for a retry once, not again in the same run
+                queued = await tx.queued_profiles(due=None if flush and not done else time.time())
             if not flush and self.config.min_batch_tokens > 0:
                 queued = [(ns, pk) for ns, pk in queued if await self._ready(ns, pk)]
             if not queued:
@@ -638,7 +683,7 @@ class Extractor:
                 if namespace is not None and ns != namespace:
                     continue
                 try:
-                    processed = len(await self.process(ns, pk))
+                    processed = len(await self.process(ns, pk, due_only=not flush or done > 0))
                 except Exception:  # one bad profile must not stop the queue
                     log.exception("extraction of a queued profile failed")
                     continue
@@ -665,7 +710,10 @@ class Extractor:
         await self.recover()
         while True:
             await self.drain(flush=False)
-            with anyio.move_on_after(poll_seconds):
+            async with self.store.read() as tx:
+                due = await tx.next_attempt()
+            wait = poll_seconds if due is None else min(poll_seconds, max(0.01, due - time.time()))
+            with anyio.move_on_after(wait):
                 await self._wake.wait()
             self._wake = anyio.Event()
             await self.recover()

@@ -24,8 +24,10 @@ longer has the parameters. Determinism comes from the forced tool and the valida
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import ExtractionFailed
@@ -46,6 +48,7 @@ __all__ = [
     "AnthropicLLM",
     "LLMAnswer",
     "LLMRequest",
+    "ModelUnavailable",
     "Repair",
     "Usage",
     "anthropic_from_env",
@@ -57,6 +60,15 @@ __all__ = [
 DEFAULT_MODEL = "claude-haiku-5-5"
 
 _EPHEMERAL: CacheControlEphemeralParam = {"type": "ephemeral"}
+
+
+class ModelUnavailable(ExtractionFailed):
+    """The model could not answer now (429, 529, 5xx, a timeout, no connection): the call is
+    worth making again later, after ``retry_after`` seconds when the API said so."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -219,14 +231,16 @@ class AnthropicLLM:
                 tool_choice={"type": "tool", "name": request.tool_name, "disable_parallel_tool_use": True},
             )
         except anthropic.APIStatusError as e:
+            if e.status_code in (429, 529) or e.status_code >= 500:
+                raise ModelUnavailable(_status_reason(e, self.model), _retry_after(e.response.headers)) from e
             raise ExtractionFailed(_status_reason(e, self.model)) from e
         except anthropic.APITimeoutError as e:
-            raise ExtractionFailed(
+            raise ModelUnavailable(
                 f"the Anthropic API did not answer within {self.timeout:g} s (after {_retries(e)} retries)"
             ) from e
         except anthropic.APIConnectionError as e:
             cause = type(e.__cause__).__name__ if e.__cause__ else "connection error"
-            raise ExtractionFailed(
+            raise ModelUnavailable(
                 f"could not reach the Anthropic API ({cause}, after {_retries(e)} retries); "
                 "check the network and ANTHROPIC_BASE_URL"
             ) from e
@@ -331,6 +345,23 @@ def _answer(message: Message, tool_name: str) -> LLMAnswer:
         model=message.model,
         tool_use_id=tool_use_id,
     )
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds the API asked us to wait (``retry-after-ms``, or ``retry-after`` in seconds or
+    as an HTTP date), or None."""
+    try:
+        if headers.get("retry-after-ms"):
+            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+        raw = headers.get("retry-after")
+        if not raw:
+            return None
+        try:
+            return max(0.0, float(raw))
+        except ValueError:
+            return max(0.0, parsedate_to_datetime(raw).timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def _retries(e: anthropic.APIError) -> int:

@@ -82,12 +82,16 @@ class UpsertResult(BaseModel):
 
 
 class JobView(BaseModel):
-    """An extraction job (one data item)."""
+    """An extraction job (one data item). A ``pending`` job whose model call failed for a
+    passing reason (429, 529, 5xx, a timeout) shows that ``error`` and ``next_attempt_at``
+    (UTC), when it is tried again; ``attempts`` counts the calls tried."""
 
     job_id: str
     profile: str
     status: str
     error: str | None
+    attempts: int
+    next_attempt_at: str | None
     changes: list[dict[str, Any]]
     conflicts: list[dict[str, Any]]
     usage: dict[str, int]
@@ -129,6 +133,8 @@ def job_view(job: JobResult) -> JobView:
         profile=job.profile_id,
         status=job.status,
         error=job.error,
+        attempts=job.attempts,
+        next_attempt_at=job.next_attempt_at,
         changes=job.changes,
         conflicts=job.conflicts,
         usage=job.usage,

@@ -381,6 +381,12 @@ async def upsert_profile_from_data(
             f"{result.error} (the data is kept as job {item.id}; send the same data again to retry, "
             "or run 'mcp-profiles process --retry-failed')"
         )
+    if result.status == "pending":
+        return upsert_result(
+            result,
+            f"not extracted yet: {result.error}; the data is kept as job {item.id} and is tried again "
+            f"automatically from {result.next_attempt_at}; follow it with get_job",
+        )
     return upsert_result(result, None)
 
 

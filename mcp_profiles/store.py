@@ -71,6 +71,7 @@ class DataItem:
     result: dict[str, Any] | None
     created_at: str
     updated_at: str
+    next_attempt_at: float | None = None
 
 
 @dataclass
@@ -617,20 +618,30 @@ class ReadTx:
             )
         return [str(r[0]) for r in rows]
 
-    async def queued_profiles(self, limit: int = 100) -> list[tuple[str, int]]:
-        """(namespace, profile key) pairs with pending items, oldest first."""
+    async def queued_profiles(self, due: float | None = None, limit: int = 100) -> list[tuple[str, int]]:
+        """(namespace, profile key) pairs with pending items (due by ``due``, when given),
+        oldest first."""
         rows = await self._all(
-            "SELECT namespace, profile_pk, min(created_at) AS first FROM data_items "
-            "WHERE status = 'pending' GROUP BY namespace, profile_pk ORDER BY first LIMIT ?",
-            (limit,),
+            "SELECT namespace, profile_pk, min(rowid) AS first FROM data_items "
+            "WHERE status = 'pending' AND (? IS NULL OR next_attempt_at IS NULL OR next_attempt_at <= ?) "
+            "GROUP BY namespace, profile_pk ORDER BY first LIMIT ?",
+            (due, due, limit),
         )
         return [(str(r[0]), int(r[1])) for r in rows]
+
+    async def next_attempt(self) -> float | None:
+        """The earliest time a pending item waits for (a retry), if any."""
+        row = await self._one(
+            "SELECT min(next_attempt_at) FROM data_items WHERE status = 'pending' AND next_attempt_at IS NOT NULL",
+            (),
+        )
+        return float(row[0]) if row and row[0] is not None else None
 
     async def _items(self, where: str, params: Sequence[Any]) -> list[DataItem]:
         rows = await self._all(
             "SELECT d.id, d.namespace, d.profile_pk, p.id, d.sha256, d.content, d.input_type, d.status, "
             "d.error, d.attempts, d.input_tokens, d.output_tokens, d.cache_read_tokens, "
-            "d.cache_write_tokens, d.requests, d.result, d.created_at, d.updated_at "
+            "d.cache_write_tokens, d.requests, d.result, d.created_at, d.updated_at, d.next_attempt_at "
             f"FROM data_items d JOIN profiles p ON p.pk = d.profile_pk WHERE {where} ORDER BY d.rowid",
             params,
         )
@@ -656,6 +667,7 @@ class ReadTx:
                 result=json.loads(r[15]) if r[15] else None,
                 created_at=r[16],
                 updated_at=r[17],
+                next_attempt_at=r[18],
             )
             for r in rows
         ]
@@ -973,13 +985,15 @@ class WriteTx(ReadTx):
                 ),
             )
 
-    async def claim_items(self, ns: str, pk: int, owner: str, at: float, limit: int = 100) -> list[str]:
-        """Mark a profile's pending items ``processing`` by ``owner``; returns their ids, oldest
-        submitted first."""
+    async def claim_items(
+        self, ns: str, pk: int, owner: str, at: float, *, due: float | None = None, limit: int = 100
+    ) -> list[str]:
+        """Mark a profile's pending items (due by ``due``, when given) ``processing`` by
+        ``owner``; returns their ids, oldest submitted first."""
         rows = await self._all(
             "SELECT id FROM data_items WHERE namespace = ? AND profile_pk = ? AND status = 'pending' "
-            "ORDER BY rowid LIMIT ?",
-            (ns, pk, limit),
+            "AND (? IS NULL OR next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY rowid LIMIT ?",
+            (ns, pk, due, due, limit),
         )
         ids = [str(r[0]) for r in rows]
         await self._db.executemany(
@@ -1009,11 +1023,25 @@ class WriteTx(ReadTx):
         With ``owner``, only the items that owner still holds."""
         claim = " AND status = 'processing' AND claimed_by = ?" if owner is not None else ""
         await self._db.executemany(
-            "UPDATE data_items SET status = 'pending', claimed_by = NULL, claimed_at = NULL, error = NULL "
-            f"WHERE id = ?{claim}",
+            "UPDATE data_items SET status = 'pending', claimed_by = NULL, claimed_at = NULL, error = NULL, "
+            f"next_attempt_at = NULL WHERE id = ?{claim}",
             [(i, owner) if owner is not None else (i,) for i in ids],
         )
         return len(ids)
+
+    async def retry_later(
+        self, item_id: str, owner: str, *, at: str, error: str, next_attempt_at: float, usage: dict[str, int]
+    ) -> None:
+        """Put an item ``owner`` holds back in the queue after a failed attempt, not to be
+        tried before ``next_attempt_at``; the error stays readable until then."""
+        await self.set_items_status(
+            [item_id], "pending", at=at, error=error, usage=[usage], attempt=True, owner=owner
+        )
+        await self._db.execute(
+            "UPDATE data_items SET claimed_by = NULL, claimed_at = NULL, next_attempt_at = ? "
+            "WHERE id = ? AND status = 'pending' AND claimed_by = ?",
+            (next_attempt_at, item_id, owner),
+        )
 
     async def renew_claim(self, owner: str, at: float) -> bool:
         """Extend the lease of ``owner``'s claim; False when it holds no item any more."""

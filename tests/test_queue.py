@@ -7,6 +7,7 @@ at a chosen moment; retry tests run the real Anthropic SDK over ``tests/fakes.py
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -113,16 +114,29 @@ async def test_an_extraction_in_flight_never_lands_in_another_tenants_profile(co
 
 async def test_profile_keys_are_never_reused_also_in_a_file_made_before_the_migration(config: Config) -> None:
     import sqlite3
+    from importlib import resources
 
-    async with open_app(config, worker=False) as app:
-        for ref in ("a", "b", "c"):
-            await app.service.update_profile("default", ref, {}, create=True)
-    con = sqlite3.connect(config.db_path)
-    # the file as an older version left it: no high-water mark yet
-    con.executescript(
-        "DROP TRIGGER profiles_key_never_reused; DROP TRIGGER profiles_key_high_water; "
-        "DROP TABLE profile_keys; DELETE FROM schema_migrations WHERE version = 3;"
-    )
+    from mcp_profiles.models import Profile
+
+    con = sqlite3.connect(config.db_path)  # a file as an older version left it: migrations 1 and 2
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)")
+    for version, name in ((1, "001_init.sql"), (2, "002_job_claims.sql")):
+        con.executescript((resources.files("mcp_profiles") / "migrations" / name).read_text("utf-8"))
+        con.execute("INSERT INTO schema_migrations VALUES (?, datetime('now'))", (version,))
+    for ref in ("a", "b", "c"):
+        doc = Profile(
+            id=ref,
+            kind="user",
+            version=1,
+            created_at="2026-01-01T00:00:00Z",
+            updated_at="2026-01-01T00:00:00Z",
+        )
+        con.execute(
+            "INSERT INTO profiles (namespace, id, kind, version, created_at, updated_at, document) "
+            "VALUES ('default', ?, 'user', 1, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', ?)",
+            (ref, doc.model_dump_json()),
+        )
+    con.commit()
     con.close()
     async with open_app(config, worker=False) as app:
         await app.service.delete_profile("default", "c")
@@ -203,3 +217,63 @@ async def test_a_call_whose_later_batch_fails_changes_nothing(connect: Any, conf
         history = (await client.call_tool("profile_history", {"profile": "u"})).structured_content
         assert len(history["versions"]) == 1
     assert len(api.requests) == 2
+
+
+async def test_a_rate_limited_call_waits_for_retry_after_and_a_bad_request_fails_at_once(
+    connect: Any, config: Config
+) -> None:
+    api = MessagesAPI()
+    api.enqueue_error(429, "rate_limit_error", headers={"retry-after-ms": "", "retry-after": "120"})
+    api.enqueue_error(400, "invalid_request_error", message="messages: bad")
+    async with connect(server_kwargs={"llm": anthropic_llm(api, max_retries=0)}) as client:
+        result = await client.call_tool("upsert_profile_from_data", {"profile": "u", "data": CHAT})
+        body = result.structured_content
+        assert body is not None and body["status"] == "pending", text(result)
+        assert "429" in body["message"] and "tried again" in body["message"]
+        job = (await client.call_tool("get_job", {"job_id": body["job_id"]})).structured_content
+        assert job["status"] == "pending" and "429" in job["error"] and "attempt 1 of 5" in job["error"]
+        assert job["attempts"] == 1
+        wait = datetime.fromisoformat(job["next_attempt_at"].replace("Z", "+00:00")) - datetime.now(UTC)
+        assert 110 < wait.total_seconds() <= 121  # retry-after honoured over a 30 s backoff
+        refused = await client.call_tool("upsert_profile_from_data", {"profile": "v", "data": CHAT})
+        assert refused.is_error and text(refused).startswith("extraction_failed:") and "400" in text(refused)
+        failed = (await client.call_tool("list_profiles", {})).structured_content
+        assert [p["id"] for p in failed["profiles"]] == ["u", "v"]
+    assert len(api.requests) == 2  # no retry of the 400, no early retry of the 429
+
+
+async def test_overloaded_and_timed_out_calls_are_retried_with_backoff_up_to_max_attempts(
+    connect: Any, config: Config
+) -> None:
+    import httpx2
+
+    api = MessagesAPI()
+    api.enqueue_error(529, "overloaded_error")
+    api.enqueue_exception(httpx2.ReadTimeout("read timed out"))
+    api.enqueue_error(503, "api_error")
+    api.enqueue_tool({"operations": [op("work.role", "backend engineer", "a backend engineer")]})
+    fast = Config(db=config.db, retry_delay=0.05, max_attempts=4)
+
+    async def settled(client: Client, job_id: str) -> dict[str, Any]:
+        with anyio.fail_after(20):
+            while True:
+                job = (await client.call_tool("get_job", {"job_id": job_id})).structured_content
+                assert job is not None
+                if job["status"] in ("done", "failed"):
+                    return job
+                await anyio.sleep(0.02)
+
+    async with connect(fast, server_kwargs={"llm": anthropic_llm(api, max_retries=0)}) as client:
+        first = await client.call_tool(
+            "upsert_profile_from_data", {"profile": "u", "data": CHAT, "wait": False}
+        )
+        done = await settled(client, first.structured_content["job_id"])  # type: ignore[index]
+        for _ in range(4):
+            api.enqueue_error(529, "overloaded_error")
+        second = await client.call_tool(
+            "upsert_profile_from_data", {"profile": "w", "data": CHAT, "wait": False}
+        )
+        failed = await settled(client, second.structured_content["job_id"])  # type: ignore[index]
+    assert done["status"] == "done" and done["attempts"] == 4 and done["changes"]
+    assert failed["status"] == "failed" and failed["attempts"] == 4 and "529" in failed["error"]
+    assert len(api.requests) == 8

@@ -165,7 +165,8 @@ async def test_overloaded_until_retries_run_out_fails_the_item_and_keeps_the_dat
     api = MessagesAPI()
     for _ in range(3):
         api.enqueue_error(529, "overloaded_error")
-    async with connect(server_kwargs={"llm": anthropic_llm(api, max_retries=2)}) as client:
+    once = Config(db=config.db, max_attempts=1)  # the SDK's retries, and no later attempt
+    async with connect(once, server_kwargs={"llm": anthropic_llm(api, max_retries=2)}) as client:
         result = await client.call_tool("upsert_profile_from_data", {"profile": "u", "data": CHAT})
         assert result.is_error and text(result).startswith("extraction_failed:")
         assert "overloaded" in text(result).lower() and "kept as job d_" in text(result)

@@ -14,3 +14,7 @@ CREATE TRIGGER profiles_key_high_water AFTER INSERT ON profiles
 BEGIN
     UPDATE profile_keys SET last = NEW.pk;
 END;
+
+-- When a failed attempt (the model rate limited, overloaded or unreachable) may be tried
+-- again; NULL: as soon as a worker is free.
+ALTER TABLE data_items ADD COLUMN next_attempt_at REAL;
