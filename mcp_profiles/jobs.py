@@ -656,7 +656,12 @@ class Extractor:
             return False
         if sum(estimate_tokens(i.content) for i in pending) >= self.config.min_batch_tokens:
             return True
-        oldest = datetime.fromisoformat(min(i.created_at for i in pending).replace("Z", "+00:00"))
+        try:
+            oldest = datetime.fromisoformat(min(i.created_at for i in pending).replace("Z", "+00:00"))
+        except ValueError:  # a time an import carried in another form: how long it waited is unknown
+            return True
+        if oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
         return (datetime.now(UTC) - oldest).total_seconds() >= self.config.max_batch_wait
 
     async def drain(self, *, flush: bool = True, namespace: str | None = None) -> int:
@@ -705,15 +710,31 @@ class Extractor:
             await tx.requeue(ids)
         return len(ids)
 
-    async def run_worker(self, poll_seconds: float = 30.0) -> None:
-        """Resume interrupted work, then process the queue whenever woken (runs until cancelled)."""
-        await self.recover()
+    async def run_worker(self, poll_seconds: float = 30.0, max_backoff: float = 60.0) -> None:
+        """Resume interrupted work, then process the queue whenever woken, until cancelled.
+
+        The worker runs in the server's task group, so an exception escaping it would stop
+        the server: any error (a locked database, a row it cannot read) is logged, and the
+        worker waits (0.5 s, doubling up to ``max_backoff``) and goes on. Only cancellation
+        ends it.
+        """
+        errors = 0
         while True:
-            await self.drain(flush=False)
-            async with self.store.read() as tx:
-                due = await tx.next_attempt()
-            wait = poll_seconds if due is None else min(poll_seconds, max(0.01, due - time.time()))
+            try:
+                await self.recover()
+                await self.drain(flush=False)
+                async with self.store.read() as tx:
+                    due = await tx.next_attempt()
+                wait = poll_seconds if due is None else min(poll_seconds, max(0.01, due - time.time()))
+                errors = 0
+            except Exception:
+                errors += 1
+                wait = min(max_backoff, 0.5 * 2.0 ** (errors - 1))
+                log.exception(
+                    "the extraction worker failed (%d in a row); trying again in %.1f s", errors, wait
+                )
+                await anyio.sleep(wait)
+                continue
             with anyio.move_on_after(wait):
                 await self._wake.wait()
             self._wake = anyio.Event()
-            await self.recover()

@@ -277,3 +277,58 @@ async def test_overloaded_and_timed_out_calls_are_retried_with_backoff_up_to_max
     assert done["status"] == "done" and done["attempts"] == 4 and done["changes"]
     assert failed["status"] == "failed" and failed["attempts"] == 4 and "529" in failed["error"]
     assert len(api.requests) == 8
+
+
+async def test_a_row_the_worker_cannot_read_as_expected_neither_stops_it_nor_the_server(
+    config: Config,
+) -> None:
+    """An imported item whose created_at is not ISO 8601 (the batching wait reads it)."""
+    import sqlite3
+
+    cfg = Config(db=config.db, min_batch_tokens=10_000, max_batch_wait=3600)
+    async with open_app(cfg, worker=False) as app:
+        item, _, _ = await app.extractor.submit("default", "u", CHAT, "chat history", None)
+    con = sqlite3.connect(config.db_path)
+    con.execute("UPDATE data_items SET created_at = '30/11/2026 09:15'")
+    con.commit()
+    con.close()
+    llm = GatedLLM(gated=False)
+    async with open_app(cfg, llm=llm) as app, Client(create_server(cfg, app=app)) as client:  # type: ignore[arg-type]
+        with anyio.fail_after(10):
+            while (await app.extractor.job("default", item.id)).status != "done":
+                await anyio.sleep(0.02)
+        listed = await client.call_tool("list_profiles", {})
+        assert listed.is_error is False and listed.structured_content["profiles"][0]["id"] == "u"  # type: ignore[index]
+
+
+async def test_a_locked_database_neither_stops_the_worker_nor_the_server(
+    config: Config, monkeypatch: Any, caplog: Any
+) -> None:
+    """Another process holds the write lock longer than the busy timeout when the worker
+    wakes: the worker logs 'database is locked', backs off, and extracts once it is free."""
+    import sqlite3
+
+    from mcp_profiles import store
+
+    monkeypatch.setattr(store, "_PRAGMAS", ("PRAGMA busy_timeout=50", *store._PRAGMAS[1:]))
+    llm = GatedLLM(gated=False)
+    async with open_app(config, llm=llm) as app, Client(create_server(config, app=app)) as client:  # type: ignore[arg-type]
+        await client.call_tool("list_profiles", {})
+        other = sqlite3.connect(config.db_path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        app.extractor.wake()
+        with anyio.fail_after(10):
+            while "database is locked" not in caplog.text:
+                await anyio.sleep(0.02)
+        other.execute("ROLLBACK")
+        other.close()
+        result = await client.call_tool(
+            "upsert_profile_from_data", {"profile": "u", "data": CHAT, "wait": False}
+        )
+        job_id = result.structured_content["job_id"]  # type: ignore[index]
+        with anyio.fail_after(10):
+            while (await client.call_tool("get_job", {"job_id": job_id})).structured_content[
+                "status"
+            ] != "done":  # type: ignore[index]
+                await anyio.sleep(0.02)
+    assert "the extraction worker failed" in caplog.text and len(llm.calls) == 1
