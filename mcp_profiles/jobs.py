@@ -39,7 +39,7 @@ from .extract import (
 )
 from .llm import LLM, LLMRequest, ModelUnavailable, Usage
 from .merge import DROP_REASONS, MergeResult, merge_extraction
-from .models import PROFILE_ID_RE, Kind, Profile, now
+from .models import Kind, Profile, now
 from .patching import check_limits
 from .prompts import load_prompt
 from .service import ProfileService
@@ -566,31 +566,23 @@ class Extractor:
                 else:
                     await anyio.sleep(0.05)
 
-    async def sampling_request(
-        self, ns: str, ref: str, data: str, input_type: str | None, kind: str | None
-    ) -> tuple[str, str, int] | None:
-        """(system prompt, user text, max tokens) for the client's model, or None when the
-        data is a duplicate or too large for one request. Reads only: the resolver that
-        calls this may run twice."""
-        self.check_data(data, input_type)
-        sha = hashlib.sha256(data.encode("utf-8", "surrogatepass")).hexdigest()
-        async with self.store.read() as tx:
-            found = await tx.locate(ns, ref)
-            existing = await tx.item_by_sha(found[0], sha) if found is not None else None
-            if existing is not None and existing.status != "failed":  # a failed one is tried again
-                return None
-        if estimate_tokens(data) > max(500, self.config.batch_tokens):
+    async def sampling_request(self, ns: str, item: DataItem) -> tuple[str, str, int] | None:
+        """(system prompt, user text, max tokens) asking the client's model about a stored
+        item, or None when the item is not waiting or too large for one request. Reads only,
+        and renders the same for the same item and profile: the resolver that calls this
+        runs again when the client answers."""
+        if item.status != "pending" or estimate_tokens(item.content) > max(500, self.config.batch_tokens):
             return None
-        profile_kind: Kind = found[1].kind if found else ("assistant" if kind == "assistant" else "user")
-        profile = (
-            found[1] if found else Profile(id=ref if PROFILE_ID_RE.match(ref) else "new", kind=profile_kind)
-        )
-        catalogue = self.config.user_topics if profile_kind == "user" else self.config.assistant_topics
+        async with self.store.read() as tx:
+            profile = await tx.profile_by_key(item.profile_pk)
+        if profile is None:
+            return None
+        catalogue = self.config.user_topics if profile.kind == "user" else self.config.assistant_topics
         request = build_request(
-            profile_kind,
+            profile.kind,
             profile,
-            [DataChunk("new", input_type, data)],
-            system=load_prompt(profile_kind, self.config.prompts_dir),
+            [DataChunk(item.id, item.input_type, item.content)],
+            system=load_prompt(profile.kind, self.config.prompts_dir),
             catalogue=catalogue,
             allow_sensitive=self.config.allow_sensitive,
             max_tokens=self.config.max_output_tokens,

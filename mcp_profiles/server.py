@@ -21,11 +21,13 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, Resolve, Sample
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError, UnexpectedToolError
 from mcp.server.mcpserver.prompts.base import UserMessage
+from mcp.shared.message import ServerMessageMetadata
 from mcp.types import (
     CallToolResult,
     Completion,
     CompletionArgument,
     CompletionContext,
+    CreateMessageRequest,
     CreateMessageResult,
     InputRequiredResult,
     PromptReference,
@@ -35,7 +37,7 @@ from mcp.types import (
     ToolAnnotations,
 )
 from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
-from pydantic import Field, StrictInt, ValidationError
+from pydantic import BaseModel, Field, StrictInt, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -288,32 +290,56 @@ def sampled_text(result: CreateMessageResult) -> str:
     return "".join(getattr(b, "text", "") for b in blocks)
 
 
+class SamplingDeclined(BaseModel):
+    """The client declined the sampling request, or it failed: the data stays pending."""
+
+    reason: str
+
+
 async def sample_extraction(
     profile: str,
     data: str,
     ctx: Context,
     input_type: str | None = None,
-    kind: str | None = None,
+    kind: Literal["user", "assistant"] | None = None,
     wait: bool = True,
-) -> Sample | None:
+) -> Sample | CreateMessageResult | SamplingDeclined | None:
     """Resolver: ask the client's own model (MCP sampling) when the server has no model.
 
     Only when extraction would otherwise be impossible, the client offers sampling, the
-    caller waits, and the data is new and fits in one request. Returns None otherwise.
+    caller waits, and the data is waiting and fits in one request. Returns None otherwise.
+    The data is stored before the client is asked, so a refusal loses nothing. On the
+    handshake-era protocols the request is sent from here rather than by the SDK, so that a
+    refusal becomes a ``SamplingDeclined`` answer instead of a protocol error.
     """
     app = app_of(ctx)
     caps = ctx.client_capabilities
     if app.extractor.llm is not None or not wait or caps is None or caps.sampling is None:
         return None
+    ns = namespace_of(app)
     try:
-        plan = await app.extractor.sampling_request(namespace_of(app), profile, data, input_type, kind)
+        item, _, created = await app.extractor.submit(ns, profile, data, input_type, kind)
     except ProfilesError:
         return None  # the tool body reports the error
+    if created:
+        await app.service.announce(ns, item.profile_id, listed=True)
+    plan = await app.extractor.sampling_request(ns, item)
     if plan is None:
         return None
     system, user_text, max_tokens = plan
     message = SamplingMessage(role="user", content=TextContent(type="text", text=user_text))
-    return Sample([message], max_tokens=max_tokens, system_prompt=system, temperature=0.0)
+    sample = Sample([message], max_tokens=max_tokens, system_prompt=system, temperature=0.0)
+    if ctx.protocol_version not in HANDSHAKE_PROTOCOL_VERSIONS:
+        return sample  # an input-required round: a refusal ends the call at the client
+    try:
+        answer: CreateMessageResult = await ctx.session.send_request(
+            CreateMessageRequest(params=sample.params),
+            CreateMessageResult,
+            metadata=ServerMessageMetadata(related_request_id=ctx.request_id),
+        )
+    except Exception as e:  # MCPError (declined or failed), no back channel, or a malformed answer
+        return SamplingDeclined(reason=str(e) or type(e).__name__)
+    return answer
 
 
 async def upsert_profile_from_data(
@@ -326,7 +352,7 @@ async def upsert_profile_from_data(
         ),
     ],
     ctx: Context,
-    sampled: Annotated[CreateMessageResult | None, Resolve(sample_extraction)] = None,
+    sampled: Annotated[CreateMessageResult | SamplingDeclined | None, Resolve(sample_extraction)] = None,
     input_type: Annotated[
         str | None,
         Field(
@@ -352,6 +378,17 @@ async def upsert_profile_from_data(
     item, duplicate, created = await extractor.submit(ns, profile, data, input_type, kind)
     if created:
         await app.service.announce(ns, item.profile_id, listed=True)
+    if isinstance(sampled, SamplingDeclined):
+        result = JobResult.from_item(item, status="pending")
+        result.version = (await app.service.get_profile(ns, item.profile_id)).version
+        return upsert_result(
+            result,
+            f"stored as job {item.id}, but nothing was extracted: the client's model was asked (MCP "
+            f"sampling) and did not answer ({sampled.reason}). The data is kept pending; send the same "
+            "data again to ask again, or run 'mcp-profiles process' with ANTHROPIC_API_KEY set",
+        )
+    if isinstance(sampled, CreateMessageResult) and item.status == "pending":
+        duplicate = False  # stored by the resolver a moment ago, and now answered
     if duplicate or sampled is None and (extractor.llm is None or not wait):
         result = JobResult.from_item(item, status="duplicate" if duplicate else None)
         if not result.version:

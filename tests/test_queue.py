@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio
+import pytest
 from mcp import Client
 
 from mcp_profiles.config import Config
@@ -332,3 +333,56 @@ async def test_a_locked_database_neither_stops_the_worker_nor_the_server(
             ] != "done":  # type: ignore[index]
                 await anyio.sleep(0.02)
     assert "the extraction worker failed" in caplog.text and len(llm.calls) == 1
+
+
+async def test_a_declined_sampling_request_keeps_the_data_pending_and_says_so(
+    connect: Any, config: Config
+) -> None:
+    import json
+    import sqlite3
+
+    from mcp.client import ClientRequestContext
+    from mcp.shared.exceptions import MCPError
+    from mcp.types import CreateMessageRequestParams, CreateMessageResult, ErrorData, TextContent
+
+    mode = {"answer": "decline"}
+
+    async def sampler(
+        ctx: ClientRequestContext, params: CreateMessageRequestParams
+    ) -> CreateMessageResult | ErrorData:
+        if mode["answer"] == "decline":
+            return ErrorData(code=-1, message="User rejected sampling request")
+        if mode["answer"] == "crash":
+            raise RuntimeError("the host's model is down")
+        answer = {"operations": [op("work.role", "backend engineer", "a backend engineer")]}
+        return CreateMessageResult(
+            role="assistant", model="client-llm", content=TextContent(type="text", text=json.dumps(answer))
+        )
+
+    def stored() -> list[tuple[str, str]]:
+        con = sqlite3.connect(config.db_path)
+        try:
+            return con.execute("SELECT id, status FROM data_items ORDER BY rowid").fetchall()
+        finally:
+            con.close()
+
+    async with connect(mode="legacy", sampling_callback=sampler) as client:  # handshake era: an answer
+        result = await client.call_tool("upsert_profile_from_data", {"profile": "u", "data": CHAT})
+        body = result.structured_content
+        assert body is not None and body["status"] == "pending", text(result)
+        assert "User rejected sampling request" in body["message"] and body["job_id"] in body["message"]
+        job = (await client.call_tool("get_job", {"job_id": body["job_id"]})).structured_content
+        assert job is not None and job["status"] == "pending"
+        mode["answer"] = "crash"
+        again = await client.call_tool("upsert_profile_from_data", {"profile": "u", "data": CHAT})
+        assert again.structured_content["status"] == "pending"  # type: ignore[index]
+        assert stored() == [(body["job_id"], "pending")]
+    mode["answer"] = "decline"
+    async with connect(sampling_callback=sampler) as client:  # 2026-07-28: the client ends the call itself
+        with pytest.raises(MCPError, match="rejected"):
+            await client.call_tool("upsert_profile_from_data", {"profile": "v", "data": CHAT})
+        assert [status for _, status in stored()] == ["pending", "pending"]  # stored before asking
+        mode["answer"] = "accept"
+        done = await client.call_tool("upsert_profile_from_data", {"profile": "v", "data": CHAT})
+        assert done.structured_content["status"] == "updated", text(done)  # type: ignore[index]
+    assert [status for _, status in stored()] == ["pending", "done"]
