@@ -345,17 +345,18 @@ async def cmd_process(args: argparse.Namespace, config: Config) -> int:
         if args.retry_failed:
             print(f"queued {await ex.retry_failed(config.namespace, args.profile)} failed item(s) again")
         if args.profile:
-            async with app.store.read() as tx:
-                found = await tx.locate(config.namespace, args.profile)
-            if found is None:
-                raise Invalid(f"profile {args.profile!r} does not exist")
-            results = await ex.process(config.namespace, found[0], _Bar(args.profile))
-            count, failed = len(results), sum(r.status == "failed" for r in results)
+            results = await ex.process_profile(config.namespace, args.profile, _Bar(args.profile))
         else:
-            count = await ex.drain(namespace=config.namespace)
-            stats = await app.service.stats(config.namespace)
-            failed = stats["items"].get("failed", 0)
-    print(f"processed {count} item(s); {failed} failed (see 'mcp-profiles stats')")
+            results = await ex.drain(namespace=config.namespace)
+    # this run's outcome only: items that failed in earlier runs are not this run's failures
+    failed = [r for r in results if r.status == "failed"]
+    waiting = [r for r in results if r.status == "pending"]
+    for r in failed:
+        print(f"{r.profile_id}: job {r.job_id} failed: {r.error}")
+    line = f"processed {len(results)} item(s); {len(failed)} failed"
+    if waiting:
+        line += f", {len(waiting)} to be tried again (the model was unavailable; see 'mcp-profiles stats')"
+    print(line)
     return 1 if failed else 0
 
 

@@ -656,38 +656,52 @@ class Extractor:
             oldest = oldest.replace(tzinfo=UTC)
         return (datetime.now(UTC) - oldest).total_seconds() >= self.config.max_batch_wait
 
-    async def drain(self, *, flush: bool = True, namespace: str | None = None) -> int:
+    async def drain(self, *, flush: bool = True, namespace: str | None = None) -> list[JobResult]:
         """Process every profile with pending items (of one namespace, when given); returns
-        how many items were processed. A profile that fails is skipped, not the whole queue.
+        the results of the items this run processed. A profile that fails is skipped, not the
+        whole queue.
 
         With ``flush=False`` (the background worker), a profile whose pending items are
         below ``Config.min_batch_tokens`` waits (up to ``max_batch_wait``) so that more
-        items can share its call; a caller waiting on an item never waits (``wait_for``).
+        items can share its call, and items waiting for a retry wait for their time; a
+        caller waiting on an item never waits (``wait_for``). A flush takes the items waiting
+        for a retry once, not again in the same run.
         """
         if self.llm is None:
-            return 0
-        done = 0
+            return []
+        results: list[JobResult] = []
+        first = True
         while True:
+            due = None if flush and first else time.time()
             async with self.store.read() as tx:
-                # a flush takes items waiting for a retry once, not again in the same run
-                queued = await tx.queued_profiles(due=None if flush and not done else time.time())
+                queued = await tx.queued_profiles(due=due)
+            queued = [(ns, pk) for ns, pk in queued if namespace is None or ns == namespace]
             if not flush and self.config.min_batch_tokens > 0:
                 queued = [(ns, pk) for ns, pk in queued if await self._ready(ns, pk)]
-            if not queued:
-                return done
             progressed = False
             for ns, pk in queued:
-                if namespace is not None and ns != namespace:
-                    continue
                 try:
-                    processed = len(await self.process(ns, pk, due_only=not flush or done > 0))
+                    processed = await self.process(ns, pk, due_only=due is not None)
                 except Exception:  # one bad profile must not stop the queue
                     log.exception("extraction of a queued profile failed")
                     continue
-                done += processed
-                progressed = progressed or processed > 0
+                results += processed
+                progressed = progressed or bool(processed)
+            first = False
             if not progressed:
-                return done
+                return results
+
+    async def process_profile(self, ns: str, ref: str, progress: Progress | None = None) -> list[JobResult]:
+        """Extract the pending items of the profile named ``ref`` (id or alias) now.
+
+        Raises:
+            NotFound: no such profile. ExtractionFailed: no extraction backend.
+        """
+        async with self.store.read() as tx:
+            found = await tx.locate(ns, ref)
+        if found is None:
+            raise NotFound(f"profile {ref!r} does not exist")
+        return await self.process(ns, found[0], progress)
 
     async def retry_failed(self, ns: str, ref: str | None = None) -> int:
         """Queue failed items again (of one profile, or of the namespace)."""

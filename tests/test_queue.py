@@ -386,3 +386,36 @@ async def test_a_declined_sampling_request_keeps_the_data_pending_and_says_so(
         done = await client.call_tool("upsert_profile_from_data", {"profile": "v", "data": CHAT})
         assert done.structured_content["status"] == "updated", text(done)  # type: ignore[index]
     assert [status for _, status in stored()] == ["pending", "done"]
+
+
+def test_process_reports_and_exits_on_this_runs_failures_only(
+    config: Config, monkeypatch: Any, capsys: Any
+) -> None:
+    from mcp_profiles import runtime
+    from mcp_profiles.cli import main
+
+    api = MessagesAPI()
+    api.enqueue_error(400, "invalid_request_error", message="an earlier run's failure")
+
+    async def seed() -> None:
+        async with open_app(config, llm=anthropic_llm(api), worker=False) as app:
+            old, _, _ = await app.extractor.submit("default", "u", CHAT, None, None)
+            assert (await app.extractor.wait_for("default", old)).status == "failed"
+            await app.extractor.submit("default", "u", CHAT + "User: I also play chess.\n", None, None)
+
+    anyio.run(seed)
+    monkeypatch.setattr(runtime, "llm_from_env", lambda config, env=None: anthropic_llm(api))
+    api.enqueue_tool({"operations": [op("interests.chess", "chess", "I also play chess")]})
+    code = main(["process"])
+    out = capsys.readouterr().out
+    assert code == 0 and "processed 1 item(s); 0 failed" in out, out
+
+    async def store_more() -> None:
+        async with open_app(config, worker=False) as app:
+            await app.extractor.submit("default", "u", "User: I moved to Hamburg.\n", None, None)
+
+    anyio.run(store_more)
+    api.enqueue_error(400, "invalid_request_error", message="this run's failure")
+    code = main(["process", "u"])
+    out = capsys.readouterr().out
+    assert code == 1 and "processed 1 item(s); 1 failed" in out and "this run's failure" in out, out

@@ -293,7 +293,7 @@ async def test_no_backend_keeps_the_data_pending_and_says_how_to_enable(connect:
         assert job["status"] == "pending"
     api = MessagesAPI(when_empty="echo")
     async with open_app(config, llm=anthropic_llm(api), worker=False) as app:
-        assert await app.extractor.drain() == 1
+        assert len(await app.extractor.drain()) == 1
     assert table_counts(config.db_path)["data_items"] == 1
 
 
@@ -408,16 +408,16 @@ async def test_worker_holds_small_items_until_they_fill_a_batch(tmp_path: Any) -
     async with open_app(config, llm=anthropic_llm(api), worker=False) as app:
         ex = app.extractor
         first, _, _ = await ex.submit("default", "u", "User: I live in Oslo.", "chat history", None)
-        assert await ex.drain(flush=False) == 0 and api.requests == []  # ~7 tokens: held
+        assert len(await ex.drain(flush=False)) == 0 and api.requests == []  # ~7 tokens: held
         await ex.submit("default", "u", "User: I work as a ship engineer on ferries.", "chat history", None)
         await ex.submit("default", "u", "User: I like long hikes in the mountains.", "chat history", None)
         await ex.submit(
             "default", "u", "User: Please answer in Norwegian when you can.", "chat history", None
         )
-        assert await ex.drain(flush=False) == 4 and len(api.requests) == 1  # >= 40 tokens: one call
+        assert len(await ex.drain(flush=False)) == 4 and len(api.requests) == 1  # >= 40 tokens: one call
         await ex.submit("default", "u", "User: I have a cat.", "chat history", None)
-        assert await ex.drain(flush=False) == 0
-        assert await ex.drain() == 1  # a flush (mcp-profiles process) takes everything
+        assert len(await ex.drain(flush=False)) == 0
+        assert len(await ex.drain()) == 1  # a flush (mcp-profiles process) takes everything
         waited, _, _ = await ex.submit("default", "u", "User: I have a dog too.", "chat history", None)
         assert (await ex.wait_for("default", waited)).status == "done"  # a waiting caller never waits
     assert len(api.requests) == 3 and first.id
@@ -428,7 +428,7 @@ async def test_worker_flushes_items_older_than_the_wait(tmp_path: Any) -> None:
     api = MessagesAPI(when_empty="echo")
     async with open_app(config, llm=anthropic_llm(api), worker=False) as app:
         await app.extractor.submit("default", "u", "User: I live in Oslo.", "chat history", None)
-        assert await app.extractor.drain(flush=False) == 1
+        assert len(await app.extractor.drain(flush=False)) == 1
     assert len(api.requests) == 1
 
 
