@@ -9,6 +9,7 @@ agent can branch on it without parsing prose, and a person reads the rest.
     ├── Conflict            conflict           expected_version is stale, or an alias is taken
     ├── TooLarge            too_large          data, document or namespace exceeds a limit
     ├── ExtractionFailed    extraction_failed  the model call or its answer could not be used
+    ├── Timeout             timeout            waited too long for work another worker holds
     └── Unauthorized        unauthorized       no or wrong credentials for the namespace
 """
 
@@ -22,6 +23,7 @@ __all__ = [
     "Invalid",
     "NotFound",
     "ProfilesError",
+    "Timeout",
     "TooLarge",
     "Unauthorized",
     "validation_message",
@@ -79,6 +81,12 @@ class Unauthorized(ProfilesError):
     """The caller presented no valid credentials for this namespace."""
 
     code = "unauthorized"
+
+
+class Timeout(ProfilesError):
+    """Waited too long for work another worker holds; nothing is lost, the work goes on."""
+
+    code = "timeout"
 
 
 def validation_message(error: ValidationError) -> str:

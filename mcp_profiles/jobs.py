@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 
 from .config import Config
-from .errors import ExtractionFailed, Invalid, NotFound, ProfilesError, TooLarge
+from .errors import ExtractionFailed, Invalid, NotFound, ProfilesError, Timeout, TooLarge
 from .extract import (
     DataChunk,
     Extraction,
@@ -186,6 +186,7 @@ class Extractor:
         self._claims = 0
         _OWNERS.add(self.owner)
         self._live: set[str] = set()  # claim tokens this process is working on now
+        self._settled: dict[str, anyio.Event] = {}  # item id -> set when this process lets it go
         self._wake = anyio.Event()
 
     # ---- submitting ---------------------------------------------------------------
@@ -281,7 +282,14 @@ class Extractor:
         token = self._claim_token()
         async with self.store.write() as tx:
             at = time.time()
-            ids = await tx.claim_items(ns, pk, token, at, due=at if due_only else None)
+            ids = await tx.claim_items(
+                ns,
+                pk,
+                token,
+                at,
+                max_tokens=8 * max(500, self.config.batch_tokens),
+                due=at if due_only else None,
+            )
             items = await tx.items_by_id(ids)
             profile = await tx.profile_by_key(pk)
         if not items or profile is None:
@@ -317,6 +325,14 @@ class Extractor:
             raise
         finally:
             self._live.discard(token)
+            self._settle([item.id for item in items])
+
+    def _settle(self, ids: list[str]) -> None:
+        """Wake whoever in this process waits for these items (done, failed, or let go)."""
+        for item_id in ids:
+            event = self._settled.pop(item_id, None)
+            if event is not None:
+                event.set()
 
     async def _renew(self, token: str) -> None:
         """Extend this claim's lease; raise _Discarded when the claim no longer holds."""
@@ -551,20 +567,30 @@ class Extractor:
         for result in await self.process(ns, item.profile_pk, progress):
             if result.job_id == item.id and (result.status in ("done", "failed") or result.next_attempt_at):
                 return result
-        with anyio.fail_after(self.lease_seconds):
-            while True:
-                async with self.store.read() as tx:
-                    current = await tx.item(ns, item.id)
-                if current is None:
-                    raise NotFound(f"job {item.id!r} disappeared: its profile was deleted")
-                if current.status in ("done", "failed") or (
-                    current.status == "pending" and current.next_attempt_at is not None
-                ):  # finished, or waiting for a retry the caller should not wait for
-                    return JobResult.from_item(current)
-                if current.status == "pending":
-                    await self.process(ns, item.profile_pk, progress)
-                else:
-                    await anyio.sleep(0.05)
+        deadline = time.monotonic() + self.lease_seconds
+        while True:
+            event = self._settled.setdefault(item.id, anyio.Event())
+            async with self.store.read(snapshot=False) as tx:
+                current = await tx.item(ns, item.id)
+            if current is None:
+                raise NotFound(f"job {item.id!r} disappeared: its profile was deleted")
+            if current.status in ("done", "failed") or (
+                current.status == "pending" and current.next_attempt_at is not None
+            ):  # finished, or waiting for a retry the caller should not wait for
+                return JobResult.from_item(current)
+            if current.status == "pending":
+                await self.process(ns, item.profile_pk, progress)
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Timeout(
+                    f"job {item.id} is still being extracted by another worker after {self.lease_seconds:g} s; "
+                    "the data is kept and the work goes on: follow it with get_job"
+                )
+            # Held by this process: its event fires when it is let go. Held by another
+            # process: nothing here can tell, so look again now and then.
+            with anyio.move_on_after(min(left, 2.0)):
+                await event.wait()
 
     async def sampling_request(self, ns: str, item: DataItem) -> tuple[str, str, int] | None:
         """(system prompt, user text, max tokens) asking the client's model about a stored
@@ -612,6 +638,7 @@ class Extractor:
             pass
         finally:
             self._live.discard(token)
+            self._settle([item.id])
         return await self.job(ns, item.id)
 
     # ---- the background worker ----------------------------------------------------
@@ -642,14 +669,14 @@ class Extractor:
     async def _ready(self, ns: str, pk: int) -> bool:
         """Whether a profile's pending items are worth a call now: together they reach
         ``min_batch_tokens``, or the oldest has waited ``max_batch_wait`` seconds."""
-        async with self.store.read() as tx:
-            pending = await tx.items_for(ns, pk, ["pending"])
-        if not pending:
+        async with self.store.read(snapshot=False) as tx:
+            tokens, first = await tx.pending_load(ns, pk)
+        if first is None:
             return False
-        if sum(estimate_tokens(i.content) for i in pending) >= self.config.min_batch_tokens:
+        if tokens >= self.config.min_batch_tokens:
             return True
         try:
-            oldest = datetime.fromisoformat(min(i.created_at for i in pending).replace("Z", "+00:00"))
+            oldest = datetime.fromisoformat(first.replace("Z", "+00:00"))
         except ValueError:  # a time an import carried in another form: how long it waited is unknown
             return True
         if oldest.tzinfo is None:

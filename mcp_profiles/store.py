@@ -29,6 +29,7 @@ from typing import Any
 import aiosqlite
 import anyio
 
+from .chunking import estimate_tokens
 from .errors import Conflict, Invalid
 from .models import CONNECTION_META_KEY, Connection, Kind, Profile, ProfileSummary, Revision
 
@@ -582,6 +583,15 @@ class ReadTx:
         rows = await self._items("d.profile_pk = ? AND d.sha256 = ?", (pk, sha256))
         return rows[0] if rows else None
 
+    async def pending_load(self, ns: str, pk: int) -> tuple[int, str | None]:
+        """Tokens of a profile's pending items, and when the oldest was submitted (no content read)."""
+        row = await self._one(
+            "SELECT coalesce(sum(tokens), 0), min(created_at) FROM data_items "
+            "WHERE namespace = ? AND profile_pk = ? AND status = 'pending'",
+            (ns, pk),
+        )
+        return (int(row[0]), row[1]) if row else (0, None)
+
     async def items_for(self, ns: str, pk: int, statuses: Iterable[str]) -> list[DataItem]:
         """Items of one profile in the given states, oldest first."""
         st = list(statuses)
@@ -928,8 +938,10 @@ class WriteTx(ReadTx):
         at: str,
         *,
         attempts: int = 0,
+        tokens: int | None = None,
     ) -> None:
-        """Store raw data as a pending job, before any model is called.
+        """Store raw data as a pending job, before any model is called, with its token
+        estimate (computed when not given).
 
         Raises:
             Conflict: an item with this id already exists (an import into the same file).
@@ -937,8 +949,19 @@ class WriteTx(ReadTx):
         try:
             await self._db.execute(
                 "INSERT INTO data_items (id, namespace, profile_pk, sha256, content, input_type, status, "
-                "attempts, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-                (item_id, ns, pk, sha256, content, input_type, attempts, at, at),
+                "attempts, created_at, updated_at, tokens) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
+                (
+                    item_id,
+                    ns,
+                    pk,
+                    sha256,
+                    content,
+                    input_type,
+                    attempts,
+                    at,
+                    at,
+                    estimate_tokens(content) if tokens is None else tokens,
+                ),
             )
         except sqlite3.IntegrityError:
             raise Conflict(
@@ -986,14 +1009,25 @@ class WriteTx(ReadTx):
             )
 
     async def claim_items(
-        self, ns: str, pk: int, owner: str, at: float, *, due: float | None = None, limit: int = 100
+        self,
+        ns: str,
+        pk: int,
+        owner: str,
+        at: float,
+        *,
+        max_tokens: int,
+        due: float | None = None,
+        limit: int = 100,
     ) -> list[str]:
-        """Mark a profile's pending items (due by ``due``, when given) ``processing`` by
-        ``owner``; returns their ids, oldest submitted first."""
+        """Mark a profile's oldest pending items (due by ``due``, when given) ``processing`` by
+        ``owner``, as many as fit in ``max_tokens`` (always at least one); returns their ids,
+        oldest submitted first."""
         rows = await self._all(
-            "SELECT id FROM data_items WHERE namespace = ? AND profile_pk = ? AND status = 'pending' "
-            "AND (? IS NULL OR next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY rowid LIMIT ?",
-            (ns, pk, due, due, limit),
+            "SELECT id FROM (SELECT id, tokens, sum(tokens) OVER (ORDER BY rowid) AS running "
+            "FROM data_items WHERE namespace = ? AND profile_pk = ? AND status = 'pending' "
+            "AND (? IS NULL OR next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY rowid LIMIT ?) "
+            "WHERE running <= ? OR running = tokens",
+            (ns, pk, due, due, limit, max_tokens),
         )
         ids = [str(r[0]) for r in rows]
         await self._db.executemany(

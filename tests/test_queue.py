@@ -419,3 +419,75 @@ def test_process_reports_and_exits_on_this_runs_failures_only(
     code = main(["process", "u"])
     out = capsys.readouterr().out
     assert code == 1 and "processed 1 item(s); 1 failed" in out and "this run's failure" in out, out
+
+
+async def test_claims_are_capped_by_the_token_estimate_stored_at_submit(config: Config) -> None:
+    import sqlite3
+
+    from mcp_profiles.chunking import estimate_tokens
+
+    cfg = Config(db=config.db, batch_tokens=500)  # a claim takes at most 8 x 500 tokens
+    api = MessagesAPI(when_empty="echo")
+    texts = [f"User: item {i}. " + " ".join(f"word{j}" for j in range(400)) for i in range(10)]
+    async with open_app(cfg, llm=anthropic_llm(api), worker=False) as app:
+        items = [(await app.extractor.submit("default", "u", t, None, None))[0] for t in texts]
+        con = sqlite3.connect(config.db_path)
+        stored = dict(con.execute("SELECT id, tokens FROM data_items").fetchall())
+        con.close()
+        assert stored == {item.id: estimate_tokens(t) for item, t in zip(items, texts, strict=True)}
+        first = await app.extractor.process("default", items[0].profile_pk)
+        assert 1 <= len(first) < len(texts) and sum(stored[r.job_id] for r in first) <= 4000
+        rest = await app.extractor.drain()
+    assert {r.job_id for r in first + rest} == set(stored) and {r.status for r in first + rest} == {"done"}
+
+
+async def test_a_waiter_is_woken_by_its_items_event_not_by_polling(config: Config) -> None:
+    """The background worker holds the item for a second; a caller waiting on it reads the
+    store a handful of times (it used to poll every 50 ms), and returns once it is done."""
+    llm = GatedLLM()
+    async with open_app(config, llm=llm) as app:  # type: ignore[arg-type]
+        item, _, _ = await app.extractor.submit("default", "u", CHAT, None, None)
+        with anyio.fail_after(10):
+            await llm.started.wait()  # the worker has claimed it
+        reads = 0
+        read = app.store.read
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            nonlocal reads
+            reads += 1
+            return read(*args, **kwargs)
+
+        app.store.read = counting  # type: ignore[method-assign]
+        results: list[Any] = []
+
+        async def wait() -> None:
+            results.append(await app.extractor.wait_for("default", item))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait)
+            await anyio.sleep(1.0)
+            llm.release()
+        assert results[0].status == "done" and reads <= 8, (
+            reads
+        )  # the worker's own reads included; 50 ms polling made 20+
+
+
+async def test_waiting_for_work_another_process_holds_times_out_with_a_code(config: Config) -> None:
+    import sqlite3
+    import time
+
+    from mcp_profiles.errors import Timeout
+
+    async with open_app(config, llm=GatedLLM(gated=False), worker=False) as app:  # type: ignore[arg-type]
+        app.extractor.lease_seconds = 1.0
+        item, _, _ = await app.extractor.submit("default", "u", CHAT, None, None)
+        con = sqlite3.connect(config.db_path)
+        con.execute(
+            "UPDATE data_items SET status = 'processing', claimed_by = 'another-host:7:run:1', claimed_at = ?",
+            (time.time(),),
+        )
+        con.commit()
+        con.close()
+        with anyio.fail_after(10), pytest.raises(Timeout) as caught:
+            await app.extractor.wait_for("default", item)
+    assert str(caught.value).startswith("timeout: job ") and "get_job" in str(caught.value)

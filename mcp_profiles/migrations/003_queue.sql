@@ -18,3 +18,9 @@ END;
 -- When a failed attempt (the model rate limited, overloaded or unreachable) may be tried
 -- again; NULL: as soon as a worker is free.
 ALTER TABLE data_items ADD COLUMN next_attempt_at REAL;
+
+-- An estimate of each item's tokens, taken at submit, so the worker can decide what to claim
+-- and whether a batch is full without reading the items' content (about 3.5 characters a
+-- token for the items stored before this column; chunking.estimate_tokens for new ones).
+ALTER TABLE data_items ADD COLUMN tokens INTEGER NOT NULL DEFAULT 0;
+UPDATE data_items SET tokens = (length(content) * 2 + 6) / 7;
