@@ -303,26 +303,26 @@ async def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
     llm = None if args.no_wait else llm_from_env(config)
     failed = 0
     async with open_app(config, llm=llm, worker=False) as app:
-        ex = app.extractor
         for name, text in texts:
-            item, duplicate, _ = await ex.submit(
-                config.namespace, args.profile, text, args.input_type, args.kind
+            outcome = await app.extractor.upsert(
+                config.namespace,
+                args.profile,
+                text,
+                args.input_type,
+                args.kind,
+                progress=_Bar(Path(name).name),
             )
-            if duplicate:
-                print(f"{name}: already received as job {item.id} ({item.status}); skipped")
-                continue
-            if llm is None:
-                print(f"{name}: stored as job {item.id} (pending)")
-                continue
-            result = await ex.wait_for(config.namespace, item, _Bar(Path(name).name))
-            if result.status == "failed":
-                failed += 1
-                print(f"{name}: failed: {result.error} (data kept as job {item.id})")
-            else:
+            job = outcome.job
+            if outcome.status in ("updated", "unchanged"):
                 print(
-                    f"{name}: version {result.version}, {len(result.changes)} change(s), "
-                    f"{len(result.conflicts)} conflict(s); {_usage_line(result.usage)}"
+                    f"{name}: version {job.version}, {len(job.changes)} change(s), "
+                    f"{len(job.conflicts)} conflict(s); {_usage_line(job.usage)}"
                 )
+            elif outcome.status == "pending" and llm is None:
+                print(f"{name}: stored as job {job.job_id} (pending)")
+            else:
+                failed += outcome.status == "failed"
+                print(f"{name}: {outcome.status}: {outcome.message}")
     if llm is None and not args.no_wait:
         print(
             f"note: {_no_model(config)}, so nothing was extracted yet; the data is kept: "

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 
@@ -45,7 +45,7 @@ from .prompts import load_prompt
 from .service import ProfileService
 from .store import DataItem, ProfileStore
 
-__all__ = ["NO_BACKEND", "Extractor", "JobResult"]
+__all__ = ["NO_BACKEND", "Extractor", "JobResult", "UpsertOutcome"]
 
 log = logging.getLogger("mcp_profiles")
 
@@ -92,6 +92,32 @@ class JobResult:
             attempts=item.attempts,
             next_attempt_at=_iso(item.next_attempt_at) if item.status == "pending" else None,
         )
+
+
+UpsertStatus = Literal["updated", "unchanged", "duplicate", "accepted", "pending", "failed"]
+
+
+@dataclass
+class UpsertOutcome:
+    """What one upsert did, with the message for whoever asked; adapters only render it
+    (``failed`` becomes an ``extraction_failed`` error in the MCP tool, exit 1 in the CLI)."""
+
+    status: UpsertStatus
+    message: str
+    job: JobResult
+    created: bool = False  # the call created the profile
+
+
+def _done_message(job: JobResult) -> str:
+    if job.changes:
+        message = f"updated profile {job.profile_id!r} to version {job.version}: {len(job.changes)} change(s)"
+    else:
+        message = f"nothing new for profile {job.profile_id!r} in this data (version {job.version})"
+    if job.conflicts:
+        message += f"; {len(job.conflicts)} conflict(s) with values set by hand were left unchanged"
+    if job.dropped.get("ungrounded"):
+        message += f"; {job.dropped['ungrounded']} proposal(s) without a quote from the data were dropped"
+    return message
 
 
 @dataclass
@@ -250,6 +276,90 @@ class Extractor:
             [item] = await tx.items_by_id([item_id])
         self._wake.set()
         return item, False, created
+
+    async def upsert(
+        self,
+        ns: str,
+        ref: str,
+        data: str,
+        input_type: str | None = None,
+        kind: Kind | None = None,
+        *,
+        wait: bool = True,
+        sampled: str | None = None,
+        declined: str | None = None,
+        progress: Progress | None = None,
+    ) -> UpsertOutcome:
+        """The whole of ``upsert_profile_from_data``: store the data, then decide.
+
+        A duplicate costs nothing; without a backend the data waits (``pending``); with
+        ``wait=False`` the worker takes it (``accepted``); otherwise it is extracted now, or
+        merged from ``sampled``, the client's model's answer. ``declined`` is the client's
+        reason for refusing to sample: the data waits.
+
+        Raises:
+            Invalid, TooLarge: the data or arguments are refused (nothing is stored).
+            NotFound: the profile was deleted while its data was extracted.
+            Timeout: another worker held the data longer than the lease.
+        """
+        item, duplicate, created = await self.submit(ns, ref, data, input_type, kind)
+        if declined is not None:
+            return await self._waiting(
+                item,
+                created,
+                "pending",
+                f"stored as job {item.id}, but nothing was extracted: the client's model was asked (MCP "
+                f"sampling) and did not answer ({declined}). The data is kept pending; send the same data "
+                "again to ask again, or run 'mcp-profiles process' with ANTHROPIC_API_KEY set",
+            )
+        if sampled is not None and item.status == "pending":  # stored by the sampling round, now answered
+            return self._finished(await self.from_sample(ns, item, sampled), created)
+        if duplicate:
+            return await self._waiting(
+                item,
+                created,
+                "duplicate",
+                f"this data was already received for {item.profile_id!r} as job {item.id} ({item.status}); "
+                "no model call was made",
+            )
+        if self.llm is None:
+            return await self._waiting(item, created, "pending", f"stored as job {item.id}, but {NO_BACKEND}")
+        if not wait:
+            self.wake()
+            return await self._waiting(
+                item, created, "accepted", f"accepted for processing as job {item.id}; follow it with get_job"
+            )
+        return self._finished(await self.wait_for(ns, item, progress), created)
+
+    async def _waiting(
+        self, item: DataItem, created: bool, status: UpsertStatus, message: str
+    ) -> UpsertOutcome:
+        job = JobResult.from_item(item)
+        if not job.version:
+            async with self.store.read(snapshot=False) as tx:
+                profile = await tx.profile_by_key(item.profile_pk)
+            job.version = profile.version if profile else 0
+        return UpsertOutcome(status, message, job, created)
+
+    @staticmethod
+    def _finished(job: JobResult, created: bool) -> UpsertOutcome:
+        if job.status == "failed":
+            return UpsertOutcome(
+                "failed",
+                f"{job.error} (the data is kept as job {job.job_id}; send the same data again to retry, "
+                "or run 'mcp-profiles process --retry-failed')",
+                job,
+                created,
+            )
+        if job.status != "done":  # waiting for a retry after the model was unavailable
+            return UpsertOutcome(
+                "pending",
+                f"not extracted yet: {job.error}; the data is kept as job {job.job_id} and is tried again "
+                f"automatically from {job.next_attempt_at}; follow it with get_job",
+                job,
+                created,
+            )
+        return UpsertOutcome("updated" if job.changes else "unchanged", _done_message(job), job, created)
 
     async def job(self, ns: str, job_id: str) -> JobResult:
         """The state of a job (a data item)."""
@@ -592,17 +702,21 @@ class Extractor:
             with anyio.move_on_after(min(left, 2.0)):
                 await event.wait()
 
-    async def sampling_request(self, ns: str, item: DataItem) -> tuple[str, str, int] | None:
-        """(system prompt, user text, max tokens) asking the client's model about a stored
-        item, or None when the item is not waiting or too large for one request. Reads only,
-        and renders the same for the same item and profile: the resolver that calls this
-        runs again when the client answers."""
+    async def sampling_request(
+        self, ns: str, ref: str, data: str, input_type: str | None, kind: Kind | None
+    ) -> tuple[str, bool, tuple[str, str, int] | None]:
+        """Store the data (first, so that a refusal loses nothing), then build the request for
+        the client's model: (profile id, whether the profile was created, and (system prompt,
+        user text, max tokens), or None when the item is not waiting or too large for one
+        request). Renders the same for the same item and profile: the resolver that calls
+        this runs again when the client answers (and finds the item stored)."""
+        item, _, created = await self.submit(ns, ref, data, input_type, kind)
         if item.status != "pending" or estimate_tokens(item.content) > max(500, self.config.batch_tokens):
-            return None
+            return item.profile_id, created, None
         async with self.store.read() as tx:
             profile = await tx.profile_by_key(item.profile_pk)
         if profile is None:
-            return None
+            return item.profile_id, created, None
         catalogue = self.config.user_topics if profile.kind == "user" else self.config.assistant_topics
         request = build_request(
             profile.kind,
@@ -614,7 +728,7 @@ class Extractor:
             max_tokens=self.config.max_output_tokens,
         )
         system, user_text = sampling_messages(request)
-        return system, user_text, request.max_tokens
+        return item.profile_id, created, (system, user_text, request.max_tokens)
 
     async def from_sample(self, ns: str, item: DataItem, text: str) -> JobResult:
         """Merge the client model's answer for a stored item (one sampling round, no repair)."""

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from .jobs import JobResult
+from .jobs import JobResult, UpsertOutcome
 from .models import Profile, ProfileSummary, Revision
 from .service import ChangeResult
 
@@ -97,32 +97,20 @@ class JobView(BaseModel):
     usage: dict[str, int]
 
 
-def upsert_result(result: JobResult, message: str | None) -> UpsertResult:
-    """The tool's answer for a job, with a message written for the model."""
-    status = result.status
-    if status == "done":
-        status = "updated" if result.changes else "unchanged"
-    if message is None:
-        if status == "updated":
-            message = f"updated profile {result.profile_id!r} to version {result.version}: {len(result.changes)} change(s)"
-        else:
-            message = f"nothing new for profile {result.profile_id!r} in this data (version {result.version})"
-        if result.conflicts:
-            message += f"; {len(result.conflicts)} conflict(s) with values set by hand were left unchanged"
-        if result.dropped.get("ungrounded"):
-            message += (
-                f"; {result.dropped['ungrounded']} proposal(s) without a quote from the data were dropped"
-            )
+def upsert_result(outcome: UpsertOutcome) -> UpsertResult:
+    """The tool's answer for an upsert (never a failed one: that is an ``extraction_failed`` error)."""
+    job = outcome.job
+    assert outcome.status != "failed"
     return UpsertResult(
-        id=result.profile_id,
-        message=message,
-        status=status,  # type: ignore[arg-type]
-        version=result.version,
-        changes=result.changes,
-        conflicts=result.conflicts,
-        dropped=result.dropped,
-        job_id=result.job_id,
-        usage=result.usage,
+        id=job.profile_id,
+        message=outcome.message,
+        status=outcome.status,
+        version=job.version,
+        changes=job.changes,
+        conflicts=job.conflicts,
+        dropped=job.dropped,
+        job_id=job.job_id,
+        usage=job.usage,
     )
 
 

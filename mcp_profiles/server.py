@@ -47,7 +47,6 @@ from .card import CARD_URI, ProfileCard, card_html, card_text, load_card
 from .completions import complete_profile_ref, completion_context_middleware, current_request
 from .config import Config
 from .errors import ExtractionFailed, Invalid, NotFound, ProfilesError, validation_message
-from .jobs import NO_BACKEND, JobResult
 from .llm import LLM
 from .middleware import ListenBus, compact_tool_schemas_middleware, paged_resources_middleware
 from .models import Connection, Kind, Profile, ProfileSummary
@@ -318,12 +317,11 @@ async def sample_extraction(
         return None
     ns = namespace_of(app)
     try:
-        item, _, created = await app.extractor.submit(ns, profile, data, input_type, kind)
+        profile_id, created, plan = await app.extractor.sampling_request(ns, profile, data, input_type, kind)
     except ProfilesError:
         return None  # the tool body reports the error
     if created:
-        await app.service.announce(ns, item.profile_id, listed=True)
-    plan = await app.extractor.sampling_request(ns, item)
+        await app.service.announce(ns, profile_id, listed=True)
     if plan is None:
         return None
     system, user_text, max_tokens = plan
@@ -374,57 +372,26 @@ async def upsert_profile_from_data(
     """
     app = app_of(ctx)
     ns = namespace_of(app)
-    extractor = app.extractor
-    item, duplicate, created = await extractor.submit(ns, profile, data, input_type, kind)
-    if created:
-        await app.service.announce(ns, item.profile_id, listed=True)
-    if isinstance(sampled, SamplingDeclined):
-        result = JobResult.from_item(item, status="pending")
-        result.version = (await app.service.get_profile(ns, item.profile_id)).version
-        return upsert_result(
-            result,
-            f"stored as job {item.id}, but nothing was extracted: the client's model was asked (MCP "
-            f"sampling) and did not answer ({sampled.reason}). The data is kept pending; send the same "
-            "data again to ask again, or run 'mcp-profiles process' with ANTHROPIC_API_KEY set",
-        )
-    if isinstance(sampled, CreateMessageResult) and item.status == "pending":
-        duplicate = False  # stored by the resolver a moment ago, and now answered
-    if duplicate or sampled is None and (extractor.llm is None or not wait):
-        result = JobResult.from_item(item, status="duplicate" if duplicate else None)
-        if not result.version:
-            result.version = (await app.service.get_profile(ns, item.profile_id)).version
-        if duplicate:
-            message = (
-                f"this data was already received for {item.profile_id!r} as job {item.id} "
-                f"({item.status}); no model call was made"
-            )
-        elif extractor.llm is None:
-            result.status, message = "pending", f"stored as job {item.id}, but {NO_BACKEND}"
-        else:
-            extractor.wake()
-            result.status = "accepted"
-            message = f"accepted for processing as job {item.id}; follow it with get_job"
-        return upsert_result(result, message)
-    if sampled is not None:
-        result = await extractor.from_sample(ns, item, sampled_text(sampled))
-    else:
 
-        async def progress(done: float, total: float, message: str) -> None:
-            await ctx.report_progress(done, total, message)
+    async def progress(done: float, total: float, message: str) -> None:
+        await ctx.report_progress(done, total, message)
 
-        result = await extractor.wait_for(ns, item, progress)
-    if result.status == "failed":
-        raise ExtractionFailed(
-            f"{result.error} (the data is kept as job {item.id}; send the same data again to retry, "
-            "or run 'mcp-profiles process --retry-failed')"
-        )
-    if result.status == "pending":
-        return upsert_result(
-            result,
-            f"not extracted yet: {result.error}; the data is kept as job {item.id} and is tried again "
-            f"automatically from {result.next_attempt_at}; follow it with get_job",
-        )
-    return upsert_result(result, None)
+    outcome = await app.extractor.upsert(
+        ns,
+        profile,
+        data,
+        input_type,
+        kind,
+        wait=wait,
+        sampled=sampled_text(sampled) if isinstance(sampled, CreateMessageResult) else None,
+        declined=sampled.reason if isinstance(sampled, SamplingDeclined) else None,
+        progress=progress,
+    )
+    if outcome.created:
+        await app.service.announce(ns, outcome.job.profile_id, listed=True)
+    if outcome.status == "failed":
+        raise ExtractionFailed(outcome.message)
+    return upsert_result(outcome)
 
 
 async def get_job(

@@ -491,3 +491,27 @@ async def test_waiting_for_work_another_process_holds_times_out_with_a_code(conf
         with anyio.fail_after(10), pytest.raises(Timeout) as caught:
             await app.extractor.wait_for("default", item)
     assert str(caught.value).startswith("timeout: job ") and "get_job" in str(caught.value)
+
+
+async def test_the_tool_and_the_cli_give_one_upsert_the_same_outcome(
+    connect: Any, config: Config, monkeypatch: Any, capsys: Any, tmp_path: Any
+) -> None:
+    from mcp_profiles import runtime
+    from mcp_profiles.cli import main
+
+    api = MessagesAPI()
+    api.enqueue_tool({"operations": [op("work.role", "backend engineer", "a backend engineer")]})
+    monkeypatch.setattr(runtime, "llm_from_env", lambda config, env=None: anthropic_llm(api))
+    chat = tmp_path / "chat.txt"
+    chat.write_text(CHAT, encoding="utf-8")
+    assert await anyio.to_thread.run_sync(main, ["ingest", "u", str(chat)]) == 0
+    assert "version 2, 1 change(s)" in capsys.readouterr().out
+    assert await anyio.to_thread.run_sync(main, ["ingest", "u", str(chat)]) == 0
+    cli_says = capsys.readouterr().out
+    async with connect(server_kwargs={"llm": anthropic_llm(api)}) as client:
+        tool_says = (
+            await client.call_tool("upsert_profile_from_data", {"profile": "u", "data": CHAT})
+        ).structured_content
+    assert tool_says is not None and tool_says["status"] == "duplicate"
+    assert cli_says.strip() == f"{chat}: duplicate: {tool_says['message']}"
+    assert len(api.requests) == 1
