@@ -680,7 +680,8 @@ def build_parser() -> argparse.ArgumentParser:
         "process",
         "extract waiting data items (needs ANTHROPIC_API_KEY)",
         "Extract data items that are waiting: stored without a model (ingest --no-wait, or a server "
-        "without a key) or interrupted. Exits 1 when an item failed; its data is kept.",
+        "without a key), interrupted, or waiting for a retry. Exits 1 when an item of this run failed; its data "
+        "is kept.",
         "  mcp-profiles process\n  mcp-profiles process alice --retry-failed",
     )
     p.add_argument("profile", nargs="?", help="only this profile (default: every profile with waiting items)")
