@@ -1,11 +1,16 @@
 """Extraction jobs: raw data is stored first, then turned into profile versions.
 
-The ``data_items`` table is the queue. ``submit`` writes the item before any model is
-called, so nothing accepted is lost; ``process`` claims a profile's pending items,
-coalesces them into as few model calls as the token budget allows, and writes each
-result — new version, revision and item statuses — in one transaction. A claim records
-its owner process, so a restarted server puts back what a crashed one was doing, while
-work held by another live process is left alone until its lease runs out.
+The ``data_items`` table is the queue. ``upsert`` is the whole of the tool: it stores the
+item before any model is called, so nothing accepted is lost, and decides what happens next
+(duplicate, pending, accepted, or extracted now); adapters only render its outcome.
+``process`` claims a profile's oldest pending items (capped by their stored token
+estimates), asks the model batch by batch, and merges every answer in one transaction at
+the end, so a call that fails anywhere changes nothing. A claim carries a token of its
+owner; its lease is renewed while the work runs, every completion is conditional on it,
+and a result is applied only if, in its write transaction, the claim still holds for the
+same namespace and profile. A model that is only unavailable (429, 529, 5xx, a timeout)
+sends the item back to the queue with backoff. A restarted server puts back what a crashed
+one was doing; work held by another live process is left alone while it renews its lease.
 """
 
 from __future__ import annotations
