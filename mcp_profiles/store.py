@@ -752,7 +752,11 @@ class ReadTx:
                 for r in revs
             ],
             "data_items": [
-                {k: v for k, v in item.__dict__.items() if k not in ("profile_pk", "namespace")}
+                {
+                    k: v
+                    for k, v in item.__dict__.items()
+                    if k not in ("profile_pk", "namespace", "next_attempt_at")
+                }
                 for item in items
             ],
         }

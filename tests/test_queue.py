@@ -311,6 +311,7 @@ async def test_a_locked_database_neither_stops_the_worker_nor_the_server(
 
     from mcp_profiles import store
 
+    monkeypatch.setattr(store, "_BUSY_TIMEOUT_MS", 50)
     monkeypatch.setattr(store, "_PRAGMAS", ("PRAGMA busy_timeout=50", *store._PRAGMAS[1:]))
     llm = GatedLLM(gated=False)
     async with open_app(config, llm=llm) as app, Client(create_server(config, app=app)) as client:  # type: ignore[arg-type]
