@@ -13,7 +13,6 @@ from typing import Annotated
 from pydantic import BaseModel, Field, StringConstraints
 from starlette.responses import JSONResponse, Response
 
-from ..jobs import NO_BACKEND
 from ..models import PROFILE_ID_RE, Profile
 from .base import Call, ErrorStyle, Failure, Operation, Param, Reply, RequestModel, json_response
 
@@ -91,21 +90,10 @@ async def post_profile(call: Call) -> Response:
     body: ProfileData = call.body
     ref: str = call.params["id"]
     app = call.app
-    extractor = app.extractor
-    item, duplicate, created = await extractor.submit(call.ns, ref, body.data, body.input_type, None)
-    if created:
-        await app.service.announce(call.ns, item.profile_id, listed=True)
-    if duplicate:
-        message = (
-            f"this data was already received for {item.profile_id!r} as job {item.id} "
-            f"({item.status}); no model call was made"
-        )
-    elif extractor.llm is None:
-        message = f"stored as job {item.id}, but {NO_BACKEND}"
-    else:
-        extractor.wake()
-        message = f"accepted for processing as job {item.id}; follow it with get_job"
-    return json_response(Accepted(id=item.profile_id, message=message))
+    outcome = await app.extractor.upsert(call.ns, ref, body.data, body.input_type, None, wait=False)
+    if outcome.created:
+        await app.service.announce(call.ns, outcome.job.profile_id, listed=True)
+    return json_response(Accepted(id=outcome.job.profile_id, message=outcome.message))
 
 
 async def get_profile(call: Call) -> Response:
