@@ -76,6 +76,7 @@ async def open_app(
         failure: Exception | None = None
         try:
             async with anyio.create_task_group() as tg:
+                await tg.start(bus.run)
                 if worker:
                     tg.start_soon(extractor.run_worker)
                 tg.start_soon(_finish_erasures, store)

@@ -34,7 +34,6 @@ from mcp.types import (
     TextContent,
     ToolAnnotations,
 )
-from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import Field, StrictInt, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -47,7 +46,13 @@ from .config import Config
 from .errors import ExtractionFailed, Invalid, NotFound, ProfilesError, validation_message
 from .jobs import NO_BACKEND, JobResult
 from .llm import LLM
-from .middleware import ListenBus, compact_tool_schemas_middleware, paged_resources_middleware
+from .middleware import (
+    ListenBus,
+    capabilities_middleware,
+    compact_tool_schemas_middleware,
+    paged_resources_middleware,
+    sessions_middleware,
+)
 from .models import Connection, Kind, Profile, ProfileSummary
 from .render import personalize, remember_prompt, render_markdown, review_prompt
 from .results import (
@@ -118,13 +123,10 @@ def namespace_of(app: AppContext) -> str:
 
 
 def app_of(ctx: Context) -> AppContext:
-    """The running app of a request (and, for a 2025-era connection, remember its session
-    so that writes it did not make reach it too)."""
+    """The running app of a request."""
     app = ctx.request_context.lifespan_context
     if not isinstance(app, AppContext):
         raise RuntimeError("the MCP lifespan must yield an AppContext")
-    if ctx.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS:  # no subscriptions/listen: notify the session
-        app.bus.remember_session(namespace_of(app), ctx.session)
     return app
 
 
@@ -598,6 +600,8 @@ def create_server(
         lifespan=lifespan,
         subscriptions=ListenBus(bus),
         middleware=[
+            capabilities_middleware,
+            sessions_middleware(bus),
             completion_context_middleware,
             compact_tool_schemas_middleware(),
             paged_resources_middleware(list_page),
