@@ -69,7 +69,15 @@ async def cmd_serve(args: argparse.Namespace, config: Config) -> int:
             "  npx -y @modelcontextprotocol/inspector@0.15.0 --cli mcp-profiles serve --method tools/list",
             file=sys.stderr,
         )
-    await serve(config, args.transport, host=args.host, port=args.port, allowed_hosts=args.allowed_host or [])
+    await serve(
+        config,
+        args.transport,
+        host=args.host,
+        port=args.port,
+        allowed_hosts=args.allowed_host or [],
+        public_url=args.public_url,
+        auth_server=args.auth_server,
+    )
     return 0
 
 
@@ -494,6 +502,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="the most a rendered prompt (personalize, review_profile, remember) may hold, in UTF-8 bytes; "
         "longer parts are cut with a note (env MCP_PROFILES_MAX_PROMPT_BYTES; default 32768)",
+    )
+    p.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="the URL clients reach this server at, e.g. https://profiles.example.com (http/sse); names the "
+        "protected resource in OAuth metadata",
+    )
+    p.add_argument(
+        "--auth-server",
+        metavar="URL",
+        help="an OAuth authorization server whose tokens are listed in the bearer tokens (http/sse); only "
+        "then is OAuth protected-resource metadata published. Needs --public-url",
     )
     p.set_defaults(func=cmd_serve)
 

@@ -21,12 +21,15 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, Resolve, Sample
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError, UnexpectedToolError
 from mcp.server.mcpserver.prompts.base import UserMessage
+from mcp.shared.exceptions import MCPError
 from mcp.types import (
+    INVALID_PARAMS,
     CallToolResult,
     Completion,
     CompletionArgument,
     CompletionContext,
     CreateMessageResult,
+    GetPromptResult,
     InputRequiredResult,
     PromptReference,
     ResourceTemplateReference,
@@ -161,6 +164,42 @@ class ProfilesServer(MCPServer[AppContext]):
             if cause is None:  # raised before any tool ran: the name is unknown
                 raise ToolError(f"not_found: no tool named {name!r}; tools/list shows the tools") from None
             raise ToolError(f"error: {cause}") from cause
+
+    async def get_prompt(
+        self,
+        name: str,
+        arguments: dict[str, Any] | None = None,
+        context: Context[AppContext, Any] | None = None,
+    ) -> GetPromptResult | InputRequiredResult:
+        """Render a prompt; a client's mistake is a -32602 error with a code word.
+
+        The SDK turns an unknown prompt, a missing argument or a failing render into a
+        bare ``ValueError``, which reaches the client with code 0 and logs a traceback.
+
+        Raises:
+            MCPError: -32602 for an unknown prompt (``not_found``), a missing or unknown
+                argument (``invalid``, naming it), or a domain error while rendering.
+        """
+        known = {p.name: p for p in await self.list_prompts()}
+        prompt = known.get(name)
+        if prompt is None:
+            raise MCPError(
+                INVALID_PARAMS, f"not_found: no prompt named {name!r}; prompts/list shows the prompts"
+            )
+        given = arguments or {}
+        declared = {a.name: a for a in prompt.arguments or []}
+        problems = [
+            f"{a}: required argument is missing" for a, d in declared.items() if d.required and a not in given
+        ]
+        problems += [f"{a}: unknown argument" for a in given if a not in declared]
+        if problems:
+            raise MCPError(INVALID_PARAMS, f"invalid: {'; '.join(problems)}")
+        try:
+            return await super().get_prompt(name, arguments, context)
+        except ValueError as e:
+            if isinstance(e.__cause__, ProfilesError):
+                raise MCPError(INVALID_PARAMS, str(e.__cause__)) from None
+            raise
 
 
 # ---- argument types -------------------------------------------------------------------------
@@ -460,19 +499,25 @@ async def profile_resource(ref: str, ctx: Context) -> str:
         raise ResourceNotFoundError(str(e)) from None
 
 
-async def profiles_index(ctx: Context, kind: str = "", tag: str = "", limit: str = "100") -> str:
-    """Profiles as a JSON list of summaries with their resource URIs."""
+async def profiles_index(
+    ctx: Context, kind: str = "", tag: str = "", limit: str = "100", cursor: str = ""
+) -> str:
+    """Profiles as a JSON list of summaries with their resource URIs, a page at a time
+    (``next_cursor`` goes back in as ``cursor``)."""
     app = app_of(ctx)
+    kinds: dict[str, Kind | None] = {"": None, "user": "user", "assistant": "assistant"}
+    if kind not in kinds:
+        raise ResourceNotFoundError(f"invalid: kind: must be user or assistant, not {kind!r}")
     try:
-        n = int(limit)
-        kinds: dict[str, Kind | None] = {"": None, "user": "user", "assistant": "assistant"}
-        if kind not in kinds:
-            raise ValueError("kind must be user or assistant")
         page, nxt = await app.service.list_profiles(
-            namespace_of(app), kind=kinds[kind], tag=tag or None, limit=n
+            namespace_of(app),
+            kind=kinds[kind],
+            tag=tag or None,
+            limit=_limit(limit, 200),
+            cursor=cursor or None,
         )
-    except (ValueError, ProfilesError) as e:
-        raise ResourceNotFoundError(f"invalid: {e}") from None
+    except ProfilesError as e:
+        raise ResourceNotFoundError(str(e)) from None
     rows = [{"uri": f"profile://{p.id}", **p.model_dump(mode="json")} for p in page]
     return json.dumps({"profiles": rows, "next_cursor": nxt}, ensure_ascii=False)
 
@@ -615,9 +660,9 @@ def create_server(
     for tool, hints in TOOLS:
         mcp.add_tool(tool, annotations=hints)
     mcp.resource("profile://{ref}", name="profile", mime_type="application/json")(profile_resource)
-    mcp.resource("profiles://index{?kind,tag,limit}", name="profiles-index", mime_type="application/json")(
-        profiles_index
-    )
+    mcp.resource(
+        "profiles://index{?kind,tag,limit,cursor}", name="profiles-index", mime_type="application/json"
+    )(profiles_index)
     mcp.resource("connections://index{?limit}", name="connections", mime_type="application/json")(
         connections_index
     )
