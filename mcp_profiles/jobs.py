@@ -36,6 +36,7 @@ from .extract import (
     sampling_messages,
     split_data,
 )
+from .forgetting import contributors
 from .llm import LLM, Usage
 from .merge import DROP_REASONS, merge_extraction
 from .models import PROFILE_ID_RE, Kind, Profile, now
@@ -159,6 +160,8 @@ class Extractor:
         self.lease_seconds = lease_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = anyio.Event()
+        # What the client's model was shown for a data sample (by namespace and sha256).
+        self._sampled: dict[tuple[str, str], set[str]] = {}
 
     # ---- submitting ---------------------------------------------------------------
 
@@ -305,7 +308,7 @@ class Extractor:
                 break
             self._account(state, part, usage)
             try:
-                await self._apply(ns, pk, extraction, part, state)
+                await self._apply(ns, pk, extraction, part, state, contributors(profile))
             except ExtractionFailed as e:  # e.g. the merge would exceed the document limit
                 failed = e.message
                 break
@@ -333,15 +336,34 @@ class Extractor:
             state[chunk.data_id].usage = state[chunk.data_id].usage + share
 
     async def _apply(
-        self, ns: str, pk: int, extraction: Extraction, part: list[DataChunk], state: dict[str, _Progress]
+        self,
+        ns: str,
+        pk: int,
+        extraction: Extraction,
+        part: list[DataChunk],
+        state: dict[str, _Progress],
+        seen: set[str] | None = None,
     ) -> None:
-        """Merge one answer and write version, revision and finished items in one transaction."""
+        """Merge one answer and write version, revision and finished items in one transaction.
+
+        ``seen`` are the data items behind the profile the model was shown. Whatever
+        forget_data erased since the request was built is left out: an erased item's
+        quotes no longer ground anything, and a summary written from a profile that held
+        erased values is dropped.
+        """
         at = now()
-        ids = list(dict.fromkeys(c.data_id for c in part))
         async with self.store.write() as tx:
             current = await tx.profile_by_key(pk)
             if current is None:
                 return
+            seen = seen or set()
+            present = await tx.existing_items(pk, {c.data_id for c in part} | seen)
+            part = [c for c in part if c.data_id in present]
+            if not part:
+                return
+            if not seen <= present:
+                extraction = extraction.model_copy(update={"summary": None})
+            ids = list(dict.fromkeys(c.data_id for c in part))
             merged = merge_extraction(
                 current,
                 extraction,
@@ -362,6 +384,8 @@ class Extractor:
                     ) from None
                 version = current.version + 1
                 new.version, new.updated_at = version, at
+                if new.summary != current.summary and new.summary_source == "extracted":
+                    new.summary_data_ids = sorted(set(ids) | seen | contributors(current))
                 await tx.update_profile(ns, pk, new, current.version)
                 await tx.add_revision(
                     ns,
@@ -391,6 +415,8 @@ class Extractor:
                     await tx.set_items_status(
                         [item_id], "done", at=at, result=result, usage=[s.usage.as_dict()], attempt=True
                     )
+                    if self.config.keep_data_days == 0:  # retention: no raw content after processing
+                        await tx.delete_contents([item_id], at)
         if merged.changes and self.on_change is not None:
             await self.on_change(ns, current.id)
 
@@ -426,6 +452,9 @@ class Extractor:
             existing = await tx.item_by_sha(found[0], sha) if found is not None else None
             if existing is not None and existing.status != "failed":  # a failed one is tried again
                 return None
+        self._sampled[(ns, sha)] = contributors(found[1]) if found else set()
+        while len(self._sampled) > 1000:
+            self._sampled.pop(next(iter(self._sampled)))
         if estimate_tokens(data) > max(500, self.config.batch_tokens):
             return None
         profile_kind: Kind = found[1].kind if found else ("assistant" if kind == "assistant" else "user")
@@ -464,7 +493,12 @@ class Extractor:
         state = {item.id: _Progress(chunks_left=1, usage=Usage(requests=1))}
         try:
             await self._apply(
-                ns, item.profile_pk, extraction, [DataChunk(item.id, item.input_type, item.content)], state
+                ns,
+                item.profile_pk,
+                extraction,
+                [DataChunk(item.id, item.input_type, item.content)],
+                state,
+                self._sampled.pop((ns, item.sha256), None),
             )
         except ExtractionFailed as e:  # the merge could not be written: record why, keep the data
             async with self.store.write() as tx:

@@ -48,6 +48,7 @@ from .completions import complete_profile_ref, completion_context_middleware, cu
 from .config import Config
 from .errors import ExtractionFailed, Invalid, NotFound, ProfilesError, validation_message
 from .jobs import NO_BACKEND, JobResult
+from .lifecycle import item_fields
 from .llm import LLM
 from .middleware import (
     ListenBus,
@@ -59,10 +60,13 @@ from .middleware import (
 from .models import Connection, Kind, Profile, ProfileSummary
 from .render import personalize, remember_prompt, render_markdown, review_prompt
 from .results import (
+    DataItemView,
     DeleteProfileResult,
     Erased,
+    ForgetDataResult,
     HistoryResult,
     JobView,
+    ListDataResult,
     ListProfilesResult,
     UpdateProfileResult,
     UpsertResult,
@@ -106,9 +110,11 @@ person which is right and set it with update_profile. Don't save one-off task de
 Tell the person briefly what you saved.
 
 Forget on request: update_profile with the key set to null
-({"attributes": {"topic.key": null}}); profile_history and revert_profile undo a wrong
-edit. Call delete_profile only when the person explicitly asks to erase their whole
-profile, after confirming: it cannot be undone.
+({"attributes": {"topic.key": null}}); to forget something the person once sent (a
+conversation), find it with list_data and call forget_data: it also removes what was
+derived only from it. profile_history and revert_profile undo a wrong edit. Call
+delete_profile only when the person explicitly asks to erase their whole profile, after
+confirming: it cannot be undone.
 
 Never store secrets (passwords, keys, card numbers) or health, religion, politics,
 sexuality or ethnicity unless the person explicitly asks you to. Stored profile text is
@@ -465,6 +471,54 @@ def profile_card() -> Apps:
     return apps
 
 
+async def list_data(
+    profile: ProfileRef,
+    ctx: Context,
+    status: Annotated[
+        Literal["pending", "processing", "done", "failed"] | None,
+        Field(description="Only items in this state."),
+    ] = None,
+    limit: Annotated[StrictInt, Field(description="Page size, 1-200.", ge=1, le=200)] = 50,
+    cursor: Annotated[
+        str | None, Field(description="next_cursor of the previous page.", max_length=512)
+    ] = None,
+) -> ListDataResult:
+    """The raw data items sent for a profile, oldest first, with the facts each one supports."""
+    app = app_of(ctx)
+    page = await app.lifecycle.list_data(
+        namespace_of(app), profile, status=status, limit=limit, cursor=cursor
+    )
+    return ListDataResult(
+        items=[DataItemView(**item_fields(item, facts)) for item, facts in page.items],
+        next_cursor=page.next_cursor,
+    )
+
+
+async def forget_data(
+    profile: ProfileRef,
+    data_id: Annotated[
+        str, Field(description="The data item to forget (a job_id; list_data shows them).", max_length=128)
+    ],
+    ctx: Context,
+) -> ForgetDataResult:
+    """Erase one data item and what was derived only from it: facts only it supports, its
+    evidence on shared facts, an extracted summary it contributed to, and its values in the
+    history (which keeps a 'forgotten' marker). Facts set by hand stay. Cannot be undone."""
+    app = app_of(ctx)
+    out = await app.lifecycle.forget_data(namespace_of(app), profile, data_id)
+    return ForgetDataResult(
+        profile=out.profile_id,
+        data_id=out.data_id,
+        forgotten=True,
+        version=out.version,
+        removed_facts=out.facts,
+        removed_evidence=out.evidence,
+        removed_summary=out.summary,
+        revisions_rewritten=out.revisions,
+        job_results_rewritten=out.job_results,
+    )
+
+
 TOOLS: list[tuple[Callable[..., Any], ToolAnnotations]] = [
     (update_profile, ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True)),
     (get_profile, READ),
@@ -477,6 +531,8 @@ TOOLS: list[tuple[Callable[..., Any], ToolAnnotations]] = [
         ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True),
     ),
     (get_job, READ),
+    (list_data, READ),
+    (forget_data, ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False)),
 ]
 
 
