@@ -78,6 +78,8 @@ def forget_in_profile(profile: Profile, data_id: str) -> tuple[Profile, Forgotte
             attributes[key] = attr.model_copy(
                 update={"evidence": [e for e in attr.evidence if e.data_id != data_id]}
             )
+    gone.facts.sort()
+    gone.trimmed.sort()
     update: dict[str, Any] = {"attributes": attributes}
     if _summary_from(profile, data_id):
         gone.summary = profile.summary

@@ -431,7 +431,9 @@ class Extractor:
                 async with self.store.read() as tx:
                     current = await tx.item(ns, item.id)
                 if current is None:
-                    raise NotFound(f"job {item.id!r} disappeared: its profile was deleted")
+                    raise NotFound(
+                        f"job {item.id!r} disappeared: its profile was deleted or the data was forgotten"
+                    )
                 if current.status in ("done", "failed"):
                     return JobResult.from_item(current)
                 if current.status == "pending":
@@ -513,8 +515,10 @@ class Extractor:
                 [failed] = await tx.items_by_id([item.id])
             return JobResult.from_item(failed)
         async with self.store.read() as tx:
-            [done] = await tx.items_by_id([item.id])
-        return JobResult.from_item(done)
+            done = await tx.items_by_id([item.id])
+        if not done:
+            raise NotFound(f"job {item.id!r} disappeared: its profile was deleted or the data was forgotten")
+        return JobResult.from_item(done[0])
 
     # ---- the background worker ----------------------------------------------------
 
