@@ -130,7 +130,7 @@ def scrub_changes(
 def scrub_result(
     result: dict[str, Any],
     data_id: str,
-    content: str,
+    folded: str,
     summaries: set[str],
     known: set[str],
     *,
@@ -139,18 +139,17 @@ def scrub_result(
     """Another item's job result (its changes and conflicts) without the item's values.
 
     A conflict carries a quote but no data id: a quote that occurs in the forgotten item's
-    content is treated as the item's. A summary proposed against one set by hand has no
+    content (``folded``: as ``merge.normalize_text`` gives it) is treated as the item's. A summary proposed against one set by hand has no
     quote at all; it is treated as the item's when the two items were extracted together
-    (``shared_batch``).
+    (``shared_batch``), and so is every quote when the item's content is no longer kept.
     """
     scrubbed = dict(result)
     scrubbed["changes"] = scrub_changes(result.get("changes", []), data_id, summaries, known)
-    folded = normalize_text(content)
     conflicts = []
     for conflict in result.get("conflicts", []):
         entry = dict(conflict)
         quote = entry.get("evidence")
-        quoted = isinstance(quote, str) and normalize_text(quote) in folded
+        quoted = isinstance(quote, str) and (normalize_text(quote) in folded if folded else shared_batch)
         if quoted or (entry.get("key") == "summary" and shared_batch):
             entry["proposed"] = forgotten_marker(data_id)
             if quoted:

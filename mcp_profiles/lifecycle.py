@@ -21,7 +21,8 @@ from typing import Any, Protocol
 from .config import Config
 from .errors import Conflict, Invalid, NotFound
 from .forgetting import forget_in_profile, scrub_changes, scrub_result
-from .models import now
+from .merge import normalize_text
+from .models import Profile, now
 from .patching import diff
 from .store import DataItem, ProfileStore
 
@@ -134,16 +135,25 @@ class Lifecycle:
                     "reports done or failed"
                 )
             new, gone = forget_in_profile(current, data_id)
-            history = await tx.revision_rows(pk)
-            scrubbed = [(v, changes, *forget_in_profile(snap, data_id)) for v, changes, snap in history]
-            summaries = {s for s in [gone.summary, *(g.summary for *_, g in scrubbed)] if s}
-            known = {s for s in [new.summary, *(snap.summary for _, _, snap, _ in scrubbed)] if s}
+            history = await tx.revisions_citing(pk, data_id)
+            summaries = {gone.summary} if gone.summary else set()
+            known = {new.summary} if new.summary else set()
+            snapshots: dict[int, Profile] = {}
+            for version, _, snap, summary in history:
+                if snap is None:
+                    known.update([summary] if summary else [])
+                    continue
+                clean_snap, removed = forget_in_profile(snap, data_id)
+                if clean_snap is not snap:
+                    snapshots[version] = clean_snap
+                summaries.update([removed.summary] if removed.summary else [])
+                known.update([clean_snap.summary] if clean_snap.summary else [])
             outcome = ForgetOutcome(current.id, data_id, current.version, gone.facts, gone.trimmed)
             outcome.summary = gone.summary is not None
-            for (version, changes, old_snap), (_, _, snap, _) in zip(history, scrubbed, strict=True):
+            for version, changes, _, _ in history:
                 clean = scrub_changes(changes, data_id, summaries, known)
-                if clean != changes or snap is not old_snap:
-                    await tx.rewrite_revision(pk, version, clean, snap)
+                if clean != changes or version in snapshots:
+                    await tx.rewrite_revision(pk, version, clean, snapshots.get(version))
                     outcome.revisions += 1
             if gone.changed:
                 new.version, new.updated_at = current.version + 1, at
@@ -155,13 +165,12 @@ class Lifecycle:
                 await tx.rebuild_search_index()
                 outcome.version = new.version
             batch = (item.result or {}).get("version")
+            folded = normalize_text(item.content)
             for other_id, result in await tx.item_results(pk):
                 if other_id == data_id:
                     continue
                 shared = batch is not None and result.get("version") == batch
-                clean_result = scrub_result(
-                    result, data_id, item.content, summaries, known, shared_batch=shared
-                )
+                clean_result = scrub_result(result, data_id, folded, summaries, known, shared_batch=shared)
                 if clean_result != result:
                     await tx.replace_item_result(other_id, clean_result)
                     outcome.job_results += 1

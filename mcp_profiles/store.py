@@ -755,12 +755,23 @@ class ReadTx:
             found.update(str(r[0]) for r in rows)
         return found
 
-    async def revision_rows(self, pk: int) -> list[tuple[int, list[dict[str, Any]], Profile]]:
-        """(version, diff, snapshot) of every kept version, oldest first."""
+    async def revisions_citing(
+        self, pk: int, data_id: str
+    ) -> list[tuple[int, list[dict[str, Any]], Profile | None, str | None]]:
+        """(version, diff, snapshot, summary) of every kept version, oldest first. The
+        snapshot is parsed only where forgetting ``data_id`` may change it: it names the item,
+        or holds an extracted summary without recorded provenance."""
         rows = await self._all(
-            "SELECT version, diff, snapshot FROM revisions WHERE profile_pk = ? ORDER BY version", (pk,)
+            "SELECT version, diff, CASE WHEN instr(snapshot, ?) > 0 OR (instr(snapshot, "
+            '\'"summary_source":"extracted"\') > 0 AND instr(snapshot, \'"summary_data_ids":["\') = 0) '
+            "THEN snapshot END, json_extract(snapshot, '$.summary') FROM revisions WHERE profile_pk = ? "
+            "ORDER BY version",
+            (f'"{data_id}"', pk),
         )
-        return [(int(r[0]), json.loads(r[1]), Profile.model_validate_json(r[2])) for r in rows]
+        return [
+            (int(r[0]), json.loads(r[1]), Profile.model_validate_json(r[2]) if r[2] else None, r[3])
+            for r in rows
+        ]
 
     async def version_range(self, pk: int) -> tuple[int, int] | None:
         """The oldest and newest version history still holds."""
@@ -1051,13 +1062,19 @@ class WriteTx(ReadTx):
         return cur.rowcount == 1
 
     async def rewrite_revision(
-        self, pk: int, version: int, changes: list[dict[str, Any]], snapshot: Profile
+        self, pk: int, version: int, changes: list[dict[str, Any]], snapshot: Profile | None
     ) -> None:
-        """Replace a version's diff and snapshot (forgetting rewrites history)."""
-        await self._db.execute(
-            "UPDATE revisions SET diff = ?, snapshot = ? WHERE profile_pk = ? AND version = ?",
-            (json.dumps(changes, ensure_ascii=False), snapshot.model_dump_json(), pk, version),
-        )
+        """Replace a version's diff, and its snapshot when given (forgetting rewrites history)."""
+        if snapshot is None:
+            await self._db.execute(
+                "UPDATE revisions SET diff = ? WHERE profile_pk = ? AND version = ?",
+                (json.dumps(changes, ensure_ascii=False), pk, version),
+            )
+        else:
+            await self._db.execute(
+                "UPDATE revisions SET diff = ?, snapshot = ? WHERE profile_pk = ? AND version = ?",
+                (json.dumps(changes, ensure_ascii=False), snapshot.model_dump_json(), pk, version),
+            )
         self.erased = True
 
     async def item_results(self, pk: int) -> list[tuple[str, dict[str, Any]]]:

@@ -545,3 +545,53 @@ def test_cli_data_and_forget(capsys: Any, config: Config) -> None:
     assert main(["forget", "ada", b]) == 1
     assert "not_found:" in capsys.readouterr().err
     assert hits(config.db_path, B_ONLY) == {}
+
+
+async def test_a_summary_extracted_before_provenance_was_recorded_goes_with_any_forget(
+    connect: Any, config: Config
+) -> None:
+    """Snapshots written before ``summary_data_ids`` existed say nothing about where an
+    extracted summary came from; forgetting any item removes it, from history too."""
+    at = "2026-01-01T00:00:00Z"
+    doc = {
+        "id": "old",
+        "summary": "Legacy summary about quasimodo bells.",
+        "summary_source": "extracted",
+        "attributes": {
+            "work.role": {
+                "value": "bell ringer",
+                "source": "extracted",
+                "evidence": [{"data_id": "d_legacy1", "quote": "I ring the bells"}],
+            }
+        },
+        "version": 1,
+        "created_at": at,
+        "updated_at": at,
+    }
+    item = {
+        "id": "d_legacy1",
+        "sha256": "0" * 64,
+        "content": "I ring the bells of the cathedral.",
+        "input_type": None,
+        "status": "done",
+        "created_at": at,
+        "updated_at": at,
+    }
+    changes = [{"path": "summary", "old": None, "new": doc["summary"]}]
+    record = {
+        "profile": doc,
+        "revisions": [
+            {"version": 1, "actor": "extraction", "changed_at": at, "changes": changes, "snapshot": doc}
+        ],
+        "data_items": [item],
+    }
+    async with open_app(config, worker=False) as app:
+        await app.service.import_record("default", record)
+    async with connect() as client:
+        out = (
+            await client.call_tool("forget_data", {"profile": "old", "data_id": "d_legacy1"})
+        ).structured_content
+        assert out["removed_summary"] is True and out["removed_facts"] == ["work.role"]
+        history = (await client.call_tool("profile_history", {"profile": "old"})).structured_content
+        assert "quasimodo" not in json.dumps(history)
+    assert hits(config.db_path, [b"quasimodo", b"cathedral", b"bell ringer"]) == {}
