@@ -7,6 +7,7 @@ database file and its WAL, shared-memory and journal files is scanned for what w
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -488,7 +489,7 @@ async def test_export_and_import_carry_forgotten_markers_and_pruned_history(
         broken = tmp_path / "broken.jsonl"
         broken.write_text(json.dumps({**record, "revisions": revisions, "data_items": []}))
         capsys.readouterr()
-        assert await cli(["import", str(broken), "--db", str(tmp_path / "fresh.sqlite3")]) == 1
+        assert await cli(["import", str(broken), "--db", str(tmp_path / "fresh.sqlite3")]) != 0
         assert "invalid:" in capsys.readouterr().err
 
 
@@ -548,7 +549,7 @@ def test_cli_data_and_forget(capsys: Any, config: Config) -> None:
 
 
 async def test_a_summary_extracted_before_provenance_was_recorded_goes_with_any_forget(
-    connect: Any, config: Config
+    connect: Any, config: Config, tmp_path: Path
 ) -> None:
     """Snapshots written before ``summary_data_ids`` existed say nothing about where an
     extracted summary came from; forgetting any item removes it, from history too."""
@@ -568,10 +569,12 @@ async def test_a_summary_extracted_before_provenance_was_recorded_goes_with_any_
         "created_at": at,
         "updated_at": at,
     }
+    content = "I ring the bells of the cathedral."
     item = {
         "id": "d_legacy1",
-        "sha256": "0" * 64,
-        "content": "I ring the bells of the cathedral.",
+        "profile_id": "old",
+        "sha256": hashlib.sha256(content.encode()).hexdigest(),
+        "content": content,
         "input_type": None,
         "status": "done",
         "created_at": at,
@@ -585,8 +588,9 @@ async def test_a_summary_extracted_before_provenance_was_recorded_goes_with_any_
         ],
         "data_items": [item],
     }
-    async with open_app(config, worker=False) as app:
-        await app.service.import_record("default", record)
+    dump = tmp_path / "old.jsonl"
+    dump.write_text(json.dumps(record))
+    assert await cli(["import", str(dump)]) == 0
     async with connect() as client:
         out = (
             await client.call_tool("forget_data", {"profile": "old", "data_id": "d_legacy1"})
