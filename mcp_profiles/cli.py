@@ -266,6 +266,12 @@ async def cmd_connection(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+_WAL_PENDING = (
+    "note: another process is reading the database, so the erased data is still in its write-ahead log; "
+    "it is removed when that read ends and this or another server writes or closes"
+)
+
+
 @asynccontextmanager
 async def _lifecycle(config: Config) -> AsyncIterator[Any]:
     from .lifecycle import Lifecycle
@@ -307,6 +313,8 @@ async def cmd_forget(args: argparse.Namespace, config: Config) -> int:
         f"summary {'removed' if out.summary else 'kept'}; {out.revisions} version(s) of history and "
         f"{out.job_results} job result(s) rewritten; profile at version {out.version}"
     )
+    if out.wal_pending:
+        print(_WAL_PENDING, file=sys.stderr)
     return 0
 
 
@@ -317,6 +325,8 @@ async def cmd_prune(args: argparse.Namespace, config: Config) -> int:
     if args.json:
         _print_json({"data_contents": counts.data_contents, "revisions": counts.revisions})
         return 0
+    if counts.wal_pending:
+        print(_WAL_PENDING, file=sys.stderr)
     days = "unlimited" if config.keep_data_days is None else f"{config.keep_data_days:g} days"
     print(
         f"deleted the raw content of {counts.data_contents} processed data item(s) (kept: {days}) and "

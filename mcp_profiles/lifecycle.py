@@ -60,6 +60,7 @@ class ForgetOutcome:
     summary: bool = False
     revisions: int = 0
     job_results: int = 0
+    wal_pending: bool = False
 
 
 @dataclass
@@ -68,6 +69,7 @@ class PruneCounts:
 
     data_contents: int = 0
     revisions: int = 0
+    wal_pending: bool = False
 
 
 def _iso(at: datetime) -> str:
@@ -175,6 +177,7 @@ class Lifecycle:
                     await tx.replace_item_result(other_id, clean_result)
                     outcome.job_results += 1
             await tx.delete_item(data_id)
+        outcome.wal_pending = self.store.wal_pending
         if self.announce is not None and gone.changed:
             await self.announce(ns, current.id, listed=False)
         return outcome
@@ -193,7 +196,7 @@ class Lifecycle:
                 cutoff = _iso(at - timedelta(days=config.keep_data_days))
                 contents = await tx.expire_contents(cutoff, _iso(at))
             revisions = await tx.prune_revisions(config.keep_versions, versions_before)
-        return PruneCounts(contents, revisions)
+        return PruneCounts(contents, revisions, self.store.wal_pending)
 
 
 def item_fields(item: DataItem, facts: list[str]) -> dict[str, Any]:

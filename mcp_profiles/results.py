@@ -97,6 +97,11 @@ class ForgetDataResult(BaseModel):
     removed_summary: bool
     revisions_rewritten: int
     job_results_rewritten: int
+    wal_pending: bool = Field(
+        False,
+        description="True while another connection's read keeps the erased pages in the database's "
+        "write-ahead log; the server removes them at its next write, within seconds, or on close.",
+    )
 
 
 class HistoryResult(BaseModel):

@@ -516,6 +516,7 @@ async def forget_data(
         removed_summary=out.summary,
         revisions_rewritten=out.revisions,
         job_results_rewritten=out.job_results,
+        wal_pending=out.wal_pending,
     )
 
 

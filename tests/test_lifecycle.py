@@ -599,3 +599,26 @@ async def test_a_summary_extracted_before_provenance_was_recorded_goes_with_any_
         history = (await client.call_tool("profile_history", {"profile": "old"})).structured_content
         assert "quasimodo" not in json.dumps(history)
     assert hits(config.db_path, [b"quasimodo", b"cathedral", b"bell ringer"]) == {}
+
+
+async def test_a_reader_during_a_forget_makes_it_wal_pending_until_the_next_write(
+    connect: Any, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mcp_profiles import store
+    from tests.test_erasure import reader_of
+
+    monkeypatch.setattr(store, "ERASURE_CHECKPOINT_SECONDS", 0.3)
+    api = MessagesAPI()
+    script_two_items(api)
+    async with connect(server_kwargs={"llm": anthropic_llm(api)}) as client:
+        await upsert(client, ITEM_A)
+        b = (await upsert(client, ITEM_B))["job_id"]
+        with reader_of(config.db_path) as reader:
+            out = (await client.call_tool("forget_data", {"profile": "ada", "data_id": b})).structured_content
+            assert out["wal_pending"] is True
+            assert hits(config.db_path, B_ONLY), "the reader should have kept the erased bytes on disk"
+            reader.execute("COMMIT")
+            await client.call_tool("update_profile", {"profile": "ada", "patch": {"name": "Ada"}})
+            assert hits(config.db_path, B_ONLY) == {}
+        out = await client.call_tool("list_data", {"profile": "ada"})
+        assert len(out.structured_content["items"]) == 1
