@@ -622,3 +622,35 @@ async def test_a_reader_during_a_forget_makes_it_wal_pending_until_the_next_writ
             assert hits(config.db_path, B_ONLY) == {}
         out = await client.call_tool("list_data", {"profile": "ada"})
         assert len(out.structured_content["items"]) == 1
+
+
+async def test_rest_lists_and_forgets_data_items(config: Config) -> None:
+    from tests.test_rest import rest
+
+    api = MessagesAPI()
+    script_two_items(api)
+    async with rest(config, token=None) as (http, app):
+        app.extractor.llm = anthropic_llm(api)
+        a, _, _ = await app.extractor.submit("default", "ada", ITEM_A, "chat history", None)
+        await app.extractor.wait_for("default", a)
+        b, _, _ = await app.extractor.submit("default", "ada", ITEM_B, None, None)
+        await app.extractor.wait_for("default", b)
+        listed = await http.get("/v1/profile/ada/data", params={"limit": 1})
+        assert listed.status_code == 200, listed.text
+        body = listed.json()
+        assert [(i["data_id"], i["facts"]) for i in body["items"]] == [
+            (a.id, ["basic_info.city", "work.role"])
+        ]
+        second = (await http.get("/v1/profile/ada/data", params={"cursor": body["next_cursor"]})).json()
+        assert [i["data_id"] for i in second["items"]] == [b.id] and second["next_cursor"] is None
+        forgot = await http.delete(f"/v1/profile/ada/data/{b.id}")
+        assert forgot.status_code == 200, forgot.text
+        assert forgot.json()["removed_facts"] == ["relationships.pet", "work.schedule"]
+        again = await http.delete(f"/v1/profile/ada/data/{b.id}")
+        assert again.status_code == 404 and again.json()["message"].startswith("not_found:")
+        bad = await http.get("/v1/profile/ada/data", params={"status": "lost"})
+        assert bad.status_code == 400 and bad.json()["message"].startswith("invalid:")
+        assert [i["data_id"] for i in (await http.get("/v1/profile/ada/data")).json()["items"]] == [a.id]
+        spec = (await http.get("/openapi.json")).json()
+        assert {"/v1/profile/{id}/data", "/v1/profile/{id}/data/{data_id}"} <= set(spec["paths"])
+    assert hits(config.db_path, B_ONLY) == {}
