@@ -16,6 +16,7 @@ from .errors import Invalid
 from .rest import mount_rest
 from .runtime import AppContext, llm_from_env, open_app
 from .server import create_server
+from .stdio import serve_stdio
 from .transports import auth_settings, check_bind, transport_security
 
 __all__ = ["build_http_app", "serve"]
@@ -39,6 +40,8 @@ def build_http_app(
     port: int = 8000,
     allowed_hosts: list[str] | None = None,
     app: AppContext,
+    public_url: str | None = None,
+    auth_server: str | None = None,
 ) -> tuple[Starlette, MCPServer]:
     """The ASGI app for ``sse`` or ``http`` over an opened ``app``, and its MCP server.
 
@@ -56,7 +59,7 @@ def build_http_app(
     _check_transport(config, transport, host, allowed)
     security = transport_security(host, allowed)
     path = "/mcp" if transport == "http" else "/sse"
-    auth = auth_settings(host, port, path) if config.tokens else None
+    auth = auth_settings(path, auth_server=auth_server, public_url=public_url) if config.tokens else None
     mcp = create_server(config, app=app, auth=auth)
     body_limit = config.limits.max_data_bytes * 2 + 64 * 1024
     mount_rest(mcp, app, security, body_limit)
@@ -70,7 +73,14 @@ def build_http_app(
 
 
 async def serve(
-    config: Config, transport: str, *, host: str = "127.0.0.1", port: int = 8000, allowed_hosts: list[str]
+    config: Config,
+    transport: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    allowed_hosts: list[str],
+    public_url: str | None = None,
+    auth_server: str | None = None,
 ) -> None:
     """Serve MCP over stdio, SSE or streamable HTTP until stopped.
 
@@ -80,12 +90,19 @@ async def serve(
     _check_transport(config, transport, host, allowed_hosts)
     async with open_app(config, llm=llm_from_env(config)) as app:
         if transport == "stdio":
-            await create_server(config, app=app).run_stdio_async()
+            await serve_stdio(create_server(config, app=app))
             return
         import uvicorn
 
         asgi, _ = build_http_app(
-            config, transport, host=host, port=port, allowed_hosts=allowed_hosts, app=app
+            config,
+            transport,
+            host=host,
+            port=port,
+            allowed_hosts=allowed_hosts,
+            app=app,
+            public_url=public_url,
+            auth_server=auth_server,
         )
         path = "/mcp" if transport == "http" else "/sse"
         log.warning(

@@ -69,7 +69,15 @@ async def cmd_serve(args: argparse.Namespace, config: Config) -> int:
             "  npx -y @modelcontextprotocol/inspector@0.15.0 --cli mcp-profiles serve --method tools/list",
             file=sys.stderr,
         )
-    await serve(config, args.transport, host=args.host, port=args.port, allowed_hosts=args.allowed_host or [])
+    await serve(
+        config,
+        args.transport,
+        host=args.host,
+        port=args.port,
+        allowed_hosts=args.allowed_host or [],
+        public_url=args.public_url,
+        auth_server=args.auth_server,
+    )
     return 0
 
 
@@ -258,6 +266,77 @@ async def cmd_connection(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+_WAL_PENDING = (
+    "note: another process is reading the database, so the erased data is still in its write-ahead log; "
+    "it is removed when that read ends and this or another server writes or closes"
+)
+
+
+@asynccontextmanager
+async def _lifecycle(config: Config) -> AsyncIterator[Any]:
+    from .lifecycle import Lifecycle
+
+    async with ProfileStore.open(config.db_path) as store:
+        yield Lifecycle(store, config)
+
+
+async def cmd_data(args: argparse.Namespace, config: Config) -> int:
+    """Print a profile's data items, oldest first, with the facts each supports."""
+    from .lifecycle import item_fields
+
+    async with _lifecycle(config) as lifecycle:
+        page = await lifecycle.list_data(
+            config.namespace, args.profile, status=args.status, limit=args.limit, cursor=args.cursor
+        )
+    rows = [item_fields(item, facts) for item, facts in page.items]
+    if args.json:
+        _print_json({"items": rows, "next_cursor": page.next_cursor})
+        return 0
+    if not rows and not args.cursor:
+        print(f"no data items for {args.profile}", file=sys.stderr)
+    for r in rows:
+        kept = "" if r["content_kept"] else " (content deleted)"
+        facts = ", ".join(r["facts"]) or "-"
+        print(f"{r['data_id']}  {r['received_at']}  {r['status']:10} {r['bytes']:>8} B{kept}  {facts}")
+    if page.next_cursor:
+        print(f"… more: --cursor {page.next_cursor}", file=sys.stderr)
+    return 0
+
+
+async def cmd_forget(args: argparse.Namespace, config: Config) -> int:
+    """Erase one data item and what was derived only from it."""
+    async with _lifecycle(config) as lifecycle:
+        out = await lifecycle.forget_data(config.namespace, args.profile, args.data_id, actor="cli")
+    print(
+        f"forgot {out.data_id} of {out.profile_id}: removed facts: {', '.join(out.facts) or 'none'}; "
+        f"evidence removed from: {', '.join(out.evidence) or 'none'}; "
+        f"summary {'removed' if out.summary else 'kept'}; {out.revisions} version(s) of history and "
+        f"{out.job_results} job result(s) rewritten; profile at version {out.version}"
+    )
+    if out.wal_pending:
+        print(_WAL_PENDING, file=sys.stderr)
+    return 0
+
+
+async def cmd_prune(args: argparse.Namespace, config: Config) -> int:
+    """Apply the retention settings now, in every namespace of the database."""
+    async with _lifecycle(config) as lifecycle:
+        counts = await lifecycle.prune()
+    if args.json:
+        _print_json({"data_contents": counts.data_contents, "revisions": counts.revisions})
+        return 0
+    if counts.wal_pending:
+        print(_WAL_PENDING, file=sys.stderr)
+    days = "unlimited" if config.keep_data_days is None else f"{config.keep_data_days:g} days"
+    print(
+        f"deleted the raw content of {counts.data_contents} processed data item(s) (kept: {days}) and "
+        f"{counts.revisions} old version(s) (kept: the newest {config.keep_versions} per profile"
+        + (f", none older than {config.keep_versions_days:g} days" if config.keep_versions_days else "")
+        + ")"
+    )
+    return 0
+
+
 class _Bar:
     """A one-line progress bar on a terminal; silent when stderr is not one."""
 
@@ -427,6 +506,8 @@ environment:
   MCP_PROFILES_TOKENS      HTTP bearer tokens: 'TOKEN=NAMESPACE,TOKEN2=NAMESPACE2'
   MCP_PROFILES_EXTRACTION  'none' turns extraction off even with a key
   MCP_PROFILES_MAX_PROMPT_BYTES  bound of a rendered prompt (default 32768, same as serve --max-prompt-bytes)
+  MCP_PROFILES_KEEP_DATA_DAYS, MCP_PROFILES_KEEP_VERSIONS, MCP_PROFILES_KEEP_VERSIONS_DAYS
+                           retention of raw data and of old versions (see 'prune --help')
 
 examples:
   mcp-profiles serve                        # what an MCP client (Claude Desktop) runs, over stdio
@@ -515,6 +596,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="the most a rendered prompt (personalize, review_profile, remember) may hold, in UTF-8 bytes; "
         "longer parts are cut with a note (env MCP_PROFILES_MAX_PROMPT_BYTES; default 32768)",
+    )
+    p.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="the URL clients reach this server at, e.g. https://profiles.example.com (http/sse); names the "
+        "protected resource in OAuth metadata",
+    )
+    p.add_argument(
+        "--auth-server",
+        metavar="URL",
+        help="an OAuth authorization server whose tokens are listed in the bearer tokens (http/sse); only "
+        "then is OAuth protected-resource metadata published. Needs --public-url",
     )
     _max_attempts(p)
     p.set_defaults(func=cmd_serve)
@@ -700,6 +793,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the numbers as JSON")
     p.set_defaults(func=cmd_stats)
+
+    p = _sub(
+        sub,
+        "data",
+        "a profile's raw data items",
+        "Print the data items sent for a profile (upsert_profile_from_data, ingest), oldest first: id, "
+        "when it arrived, status, size, whether retention deleted its content, and the facts whose "
+        "evidence cites it. Use an id with 'mcp-profiles forget'.",
+        "  mcp-profiles data alice\n  mcp-profiles data alice --status failed --json",
+    )
+    p.add_argument("profile", help="profile id or alias")
+    p.add_argument(
+        "--status", choices=["pending", "processing", "done", "failed"], help="only items in this state"
+    )
+    p.add_argument("--limit", type=int, default=50, help="items per page, 1-200 (default 50)")
+    p.add_argument("--cursor", help="continue after a previous page (printed when there are more)")
+    p.add_argument("--json", action="store_true", help="print {items, next_cursor} as JSON")
+    p.set_defaults(func=cmd_data)
+
+    p = _sub(
+        sub,
+        "forget",
+        "erase one data item and what was derived only from it",
+        "Erase one data item: its content, the facts only it supports, its evidence on facts other items "
+        "support too, an extracted summary it contributed to, and its values in the history (which keeps "
+        "a 'forgotten' marker). Facts set by hand stay. Nothing of it stays readable in the database "
+        "files. This cannot be undone.",
+        "  mcp-profiles data alice\n  mcp-profiles forget alice d_0123456789abcdef0123",
+    )
+    p.add_argument("profile", help="profile id or alias")
+    p.add_argument("data_id", help="the data item's id (see 'mcp-profiles data')")
+    p.set_defaults(func=cmd_forget)
+
+    p = _sub(
+        sub,
+        "prune",
+        "apply the retention settings now",
+        "Delete the raw content of data items processed more than MCP_PROFILES_KEEP_DATA_DAYS ago (they "
+        "keep id, sha256, status and usage, so the same data is still recognised), and versions beyond "
+        "MCP_PROFILES_KEEP_VERSIONS per profile or older than MCP_PROFILES_KEEP_VERSIONS_DAYS, in every "
+        "namespace of the database. Pending and failed items are never touched. The server does the same "
+        "every MCP_PROFILES_PRUNE_INTERVAL seconds.",
+        "  mcp-profiles prune\n  MCP_PROFILES_KEEP_DATA_DAYS=0 MCP_PROFILES_KEEP_VERSIONS=10 mcp-profiles prune --json",
+    )
+    p.add_argument("--json", action="store_true", help="print the counts as JSON")
+    p.set_defaults(func=cmd_prune)
     return parser
 
 

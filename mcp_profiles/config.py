@@ -75,6 +75,10 @@ class Config:
     retry_delay: float = 30.0
     tokens: Mapping[str, str] = field(default_factory=dict)
     extraction: str = "auto"
+    keep_data_days: float | None = 30.0
+    keep_versions: int = 100
+    keep_versions_days: float | None = None
+    prune_interval: float = 3600.0
 
     @property
     def db_path(self) -> str:
@@ -130,6 +134,17 @@ class Config:
 
 
 def _coerce(name: str, raw: str) -> Any:
+    if name in ("keep_data_days", "keep_versions_days") and raw.lower() == "unlimited":
+        return None
+    if name in ("keep_data_days", "keep_versions_days", "prune_interval"):
+        value = float(raw)
+        if not value >= 0 or value == float("inf") or (name != "keep_data_days" and value == 0):
+            raise ValueError(raw)
+        return value
+    if name == "keep_versions":
+        if int(raw) < 1:
+            raise ValueError(raw)
+        return int(raw)
     if name == "confidence_floor" and not 0.0 <= float(raw) <= 1.0:
         raise ValueError(raw)
     if name == "batch_tokens" and int(raw) < 500:

@@ -95,6 +95,6 @@ def validation_message(error: ValidationError) -> str:
     parts: list[str] = []
     for err in error.errors(include_url=False, include_input=False):
         field = ".".join(str(part) for part in err["loc"]) or "arguments"
-        message = "required, but missing" if err["type"] == "missing" else err["msg"]
+        message = "required argument is missing" if err["type"] == "missing" else err["msg"]
         parts.append(f"{field}: {message}")
     return "; ".join(dict.fromkeys(parts))

@@ -12,7 +12,8 @@ The rules: strict types (no ``"3"`` for 3, no ``true`` for 1), finite numbers of
 the configured limits; revisions whose versions rise by one and end at the document's
 version N (they start at 1 unless older versions were pruned); snapshots of this same
 profile (its id and kind, the version of their revision), the newest equal to the document;
-data items of this profile whose ``sha256`` is that of their content.
+data items of this profile whose ``sha256`` is that of their content (or, once retention
+deleted the content of a processed item, whose content is empty).
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ class ExportedItem(_Strict):
     result: dict[str, JsonValue] | None = None
     created_at: Timestamp
     updated_at: Timestamp
+    bytes: Count = 0
+    content_deleted_at: Timestamp | None = None
 
 
 class ImportRecord(_Strict):
@@ -221,7 +224,14 @@ def _check_items(record: ImportRecord) -> None:
             raise Invalid(
                 f"data_items[{i}].profile_id: {item.profile_id!r} is not this record's {record.profile.id!r}"
             )
-        if hashlib.sha256(item.content.encode("utf-8")).hexdigest() != item.sha256:
+        if item.content_deleted_at is not None:  # retention deleted the content; the hash stays
+            if item.content:
+                raise Invalid(f"data_items[{i}].content: must be empty once content_deleted_at is set")
+            if item.status != "done":
+                raise Invalid(
+                    f"data_items[{i}].content_deleted_at: only a processed ('done') item loses its content"
+                )
+        elif hashlib.sha256(item.content.encode("utf-8")).hexdigest() != item.sha256:
             raise Invalid(f"data_items[{i}].sha256: is not the SHA-256 of its content")
         if item.sha256 in seen:
             raise Invalid(f"data_items[{i}]: the same content as data_items[{seen[item.sha256]}]")

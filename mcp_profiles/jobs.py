@@ -42,6 +42,7 @@ from .extract import (
     sampling_messages,
     split_data,
 )
+from .forgetting import contributors
 from .llm import LLM, LLMRequest, ModelUnavailable, Usage
 from .merge import DROP_REASONS, MergeResult, merge_extraction
 from .models import Kind, Profile, now
@@ -219,6 +220,8 @@ class Extractor:
         self._live: set[str] = set()  # claim tokens this process is working on now
         self._settled: dict[str, anyio.Event] = {}  # item id -> set when this process lets it go
         self._wake = anyio.Event()
+        # What the client's model was shown for a data sample (by namespace and sha256).
+        self._sampled: dict[tuple[str, str], set[str]] = {}
 
     # ---- submitting ---------------------------------------------------------------
 
@@ -373,7 +376,9 @@ class Extractor:
         async with self.store.read() as tx:
             item = await tx.item(ns, job_id)
         if item is None:
-            raise NotFound(f"job {job_id!r} does not exist (or its profile was deleted)")
+            raise NotFound(
+                f"job {job_id!r} does not exist (or its profile was deleted, or the data was forgotten)"
+            )
         return JobResult.from_item(item)
 
     # ---- processing ---------------------------------------------------------------
@@ -431,6 +436,11 @@ class Extractor:
             return await self._run_items(ns, pk, profile, items, llm, token, progress)
         except _Discarded:
             log.warning("discarded an extraction result: its data items were deleted or claimed again")
+            async with (
+                self.store.write() as tx
+            ):  # what is left of the claim (others were forgotten) goes back
+                await tx.requeue([item.id for item in items], owner=token)
+            self.wake()
             async with self.store.read() as tx:
                 return [JobResult.from_item(item) for item in await tx.items_by_id([i.id for i in items])]
         except BaseException:
@@ -545,7 +555,7 @@ class Extractor:
                 await self._renew(token)
         if failure is None:
             try:
-                await self._commit(ns, pk, profile.id, token, answers, state)
+                await self._commit(ns, pk, profile.id, token, answers, state, contributors(profile))
             except ExtractionFailed as e:  # e.g. the merge would exceed the document limit
                 failure = e
         if failure is not None:
@@ -623,15 +633,23 @@ class Extractor:
         token: str,
         answers: list[tuple[list[DataChunk], Extraction]],
         state: dict[str, _Progress],
+        seen: set[str] | None = None,
     ) -> None:
         """Merge every answer of a call onto the profile as it is now, and write the version,
         its revision and the finished items in one transaction, if the claim still holds
-        (checked in that transaction); otherwise raise _Discarded and write nothing."""
+        (checked in that transaction); otherwise raise _Discarded and write nothing.
+
+        ``seen`` are the data items behind the profile the model was shown: if forget_data
+        erased one since, the answers' summaries (written from values now erased) are dropped.
+        """
         at = now()
         async with self.store.write() as tx:
             current = await tx.profile_by_key(pk)
             if current is None or not await tx.claim_holds(ns, profile_id, pk, list(state), token):
                 raise _Discarded
+            seen = seen or set()
+            if seen and not seen <= await tx.existing_items(pk, seen):
+                answers = [(part, e.model_copy(update={"summary": None})) for part, e in answers]
             new, changes = current, []
             for part, extraction in answers:
                 merged = self._merge(new, extraction, part, at)
@@ -653,6 +671,8 @@ class Extractor:
                     ) from None
                 version = current.version + 1
                 new.version, new.updated_at = version, at
+                if new.summary != current.summary and new.summary_source == "extracted":
+                    new.summary_data_ids = sorted(set(state) | seen | contributors(current))
                 await tx.update_profile(ns, pk, new, current.version)
                 await tx.add_revision(
                     ns, pk, new, actor="extraction", reason=f"data {', '.join(state)}", changes=changes
@@ -673,6 +693,8 @@ class Extractor:
                     attempt=True,
                     owner=token,
                 )
+                if self.config.keep_data_days == 0:  # retention: no raw content after processing
+                    await tx.delete_contents([item_id], at)
         if changes and self.on_change is not None:
             await self.on_change(ns, current.id)
 
@@ -688,7 +710,9 @@ class Extractor:
             async with self.store.read(snapshot=False) as tx:
                 current = await tx.item(ns, item.id)
             if current is None:
-                raise NotFound(f"job {item.id!r} disappeared: its profile was deleted")
+                raise NotFound(
+                    f"job {item.id!r} disappeared: its profile was deleted or the data was forgotten"
+                )
             if current.status in ("done", "failed") or (
                 current.status == "pending" and current.next_attempt_at is not None
             ):  # finished, or waiting for a retry the caller should not wait for
@@ -722,6 +746,9 @@ class Extractor:
             profile = await tx.profile_by_key(item.profile_pk)
         if profile is None:
             return item.profile_id, created, None
+        self._sampled[(ns, item.sha256)] = contributors(profile)
+        while len(self._sampled) > 1000:
+            self._sampled.pop(next(iter(self._sampled)))
         catalogue = self.config.user_topics if profile.kind == "user" else self.config.assistant_topics
         request = build_request(
             profile.kind,
@@ -749,7 +776,10 @@ class Extractor:
             try:
                 extraction = parse_sampling_text(text)
                 chunk = DataChunk(item.id, item.input_type, item.content)
-                await self._commit(ns, item.profile_pk, profile.id, token, [([chunk], extraction)], state)
+                seen = self._sampled.pop((ns, item.sha256), None)
+                await self._commit(
+                    ns, item.profile_pk, profile.id, token, [([chunk], extraction)], state, seen
+                )
             except ExtractionFailed as e:  # not usable, or not writable: record why, keep the data
                 failure = ExtractionFailed(f"the client's model: {e.message}" if e.raw_output else e.message)
                 await self._fail(ns, item.profile_pk, profile.id, token, state, failure, {})

@@ -1,6 +1,6 @@
 """Protocol plumbing the SDK leaves to us, beside the adapters: ``subscriptions/listen``
-scoped to the caller's namespace, ``resources/list`` paged over the store, and compact
-output schemas.
+scoped to the caller's namespace, 2025-era sessions and their ``resources/subscribe``,
+honest capabilities, ``resources/list`` paged over the store, and compact output schemas.
 
 Kept apart from ``server.py`` so the tool definitions there stay readable.
 """
@@ -13,15 +13,19 @@ from typing import Any
 from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ServerEvent
-from mcp.types import INVALID_PARAMS, ListResourcesResult, ListToolsResult, Resource
+from mcp.types import INVALID_PARAMS, ListResourcesResult, ListToolsResult, Resource, SubscribeRequestParams
+from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from pydantic import ValidationError
 
 from .bus import NamespacedBus
-from .errors import ProfilesError
+from .errors import ProfilesError, validation_message
 from .models import ProfileSummary
 from .transports import token_namespace
 
 __all__ = [
     "ListenBus",
+    "capabilities_middleware",
+    "sessions_middleware",
     "compact_schema",
     "compact_tool_schemas_middleware",
     "paged_resources_middleware",
@@ -45,6 +49,50 @@ class ListenBus:
     def subscribe(self, listener: Callable[[ServerEvent], None]) -> Callable[[], None]:
         """Register a listener in the caller's namespace; returns the unsubscribe."""
         return self.bus.add_listener(self._current(), listener)
+
+
+def sessions_middleware(bus: NamespacedBus) -> ServerMiddleware[Any]:
+    """Remember every 2025-era connection on the bus (so it hears of changes it did not
+    make, and is forgotten when it closes), and serve ``resources/subscribe`` and
+    ``resources/unsubscribe`` for it; the SDK serves neither. 2026-era requests pass
+    through (there the SDK answers -32601: those methods no longer exist)."""
+
+    async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.protocol_version not in HANDSHAKE_PROTOCOL_VERSIONS or ctx.method == "initialize":
+            return await call_next(ctx)
+        namespace = token_namespace() or bus.default_namespace
+        bus.remember_session(namespace, ctx.session)
+        if ctx.method not in ("resources/subscribe", "resources/unsubscribe"):
+            return await call_next(ctx)
+        try:
+            uri = str(SubscribeRequestParams.model_validate(ctx.params or {}, by_name=False).uri)
+        except ValidationError as e:
+            raise MCPError(INVALID_PARAMS, f"invalid: {validation_message(e)}") from None
+        if ctx.method == "resources/subscribe":
+            bus.subscribe_session(namespace, ctx.session, uri)
+        else:
+            bus.unsubscribe_session(namespace, ctx.session, uri)
+        return {}
+
+    return middleware
+
+
+async def capabilities_middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """Declare what the server sends: resource subscriptions and resource list changes in
+    both eras (the SDK derives ``false`` for a 2025-era handshake, because it neither
+    serves ``resources/subscribe`` nor knows we notify), and no tool or prompt list changes
+    (their lists are fixed)."""
+    result = await call_next(ctx)
+    if ctx.method not in ("initialize", "server/discover") or not isinstance(result, dict):
+        return result
+    caps = result.get("capabilities")
+    if isinstance(caps, dict):
+        if isinstance(caps.get("resources"), dict):
+            caps["resources"] = {**caps["resources"], "subscribe": True, "listChanged": True}
+        for name in ("tools", "prompts"):
+            if isinstance(caps.get(name), dict):
+                caps[name] = {**caps[name], "listChanged": False}
+    return result
 
 
 PageLoader = Callable[

@@ -121,6 +121,9 @@ class Profile(_Model):
     name: ShortText | None = None
     summary: Annotated[str, StringConstraints(max_length=4000)] | None = None
     summary_source: Source | None = None
+    # Provenance of an extracted summary: the data items it was written from, so that
+    # forgetting one of them can remove it (forget_data). Managed by the server.
+    summary_data_ids: list[str] = Field(default_factory=list)
     attributes: dict[AttributeKey, Attribute] = Field(default_factory=dict)
     tags: list[Tag] = Field(default_factory=list)
     metadata: dict[str, JsonValue] = Field(default_factory=dict)

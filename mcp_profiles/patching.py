@@ -18,7 +18,7 @@ from .models import ATTRIBUTE_KEY_RE, Attribute, Kind, Profile, normalize_keys
 
 __all__ = ["Limits", "apply_patch", "check_limits", "check_rules", "diff", "merge_patch"]
 
-_SERVER_MANAGED = ("version", "created_at", "updated_at")
+_SERVER_MANAGED = ("version", "created_at", "updated_at", "summary_data_ids")
 _ABSENT = object()
 _ATTRIBUTE_FORM_KEYS = {"value", "confidence", "source", "evidence", "updated_at"}
 _PROVENANCE = ("source", "evidence")
@@ -178,6 +178,11 @@ def apply_patch(
         raise Invalid(
             "summary_source: set by the server, not by a patch (a summary you write is 'manual'); leave it out"
         )
+    # So are the data items an extracted summary was written from (forget_data reads them).
+    same = (
+        current is not None and doc["summary_source"] == "extracted" and doc.get("summary") == current.summary
+    )
+    doc["summary_data_ids"] = list(current.summary_data_ids) if same and current is not None else []
     doc["id"] = current.id if current else profile_id
     doc.setdefault("kind", current.kind if current else kind)
     if current is not None:
@@ -251,7 +256,7 @@ def check_limits(profile: Profile, limits: Limits) -> None:
 
 
 _NESTED = ("attributes", "model", "settings", "metadata")
-_IGNORED = {"version", "created_at", "updated_at", "summary_source"}
+_IGNORED = {"version", "created_at", "updated_at", "summary_source", "summary_data_ids"}
 
 
 def diff(old: Profile | None, new: Profile) -> list[dict[str, Any]]:

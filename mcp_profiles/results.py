@@ -14,7 +14,10 @@ from .models import Profile, ProfileSummary, Revision
 from .service import ChangeResult
 
 __all__ = [
+    "DataItemView",
     "DeleteProfileResult",
+    "ForgetDataResult",
+    "ListDataResult",
     "Erased",
     "HistoryResult",
     "JobView",
@@ -59,6 +62,46 @@ class DeleteProfileResult(BaseModel):
     id: str
     deleted: bool
     erased: Erased
+
+
+class DataItemView(BaseModel):
+    """One data item: what it is, its state, and the facts whose evidence cites it."""
+
+    data_id: str
+    input_type: str | None
+    status: str
+    received_at: str
+    bytes: int
+    content_kept: bool
+    facts: list[str]
+
+
+class ListDataResult(BaseModel):
+    """One page of a profile's data items, oldest first; pass next_cursor back for more."""
+
+    items: list[DataItemView]
+    next_cursor: str | None = None
+
+
+class ForgetDataResult(BaseModel):
+    """What forget_data removed: facts only this item supported, its evidence on facts others
+    support too, the extracted summary it contributed to, and how many versions of history
+    and job results now hold a forgotten marker instead of its values."""
+
+    profile: str
+    data_id: str
+    forgotten: bool
+    version: int
+    removed_facts: list[str]
+    removed_evidence: list[str]
+    removed_summary: bool
+    revisions_rewritten: int
+    job_results_rewritten: int
+    wal_pending: bool = Field(
+        False,
+        description="True while another connection's read keeps the erased pages in the database's "
+        "write-ahead log; the server removes them at its next write, within seconds, or on close.",
+    )
 
 
 class HistoryResult(BaseModel):

@@ -1,7 +1,8 @@
 """What one running process holds: the store, the services, the extraction worker.
 
 Opened once per process by ``mcp-profiles serve`` (every SSE connection shares it), or
-per in-process client in tests. The worker resumes interrupted items when it starts.
+per in-process client in tests. The worker resumes interrupted items when it starts; the
+retention sweep runs at start and then every ``Config.prune_interval`` seconds.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 
 from .bus import NamespacedBus
 from .config import Config
 from .jobs import Extractor
+from .lifecycle import Lifecycle
 from .llm import LLM, AnthropicLLM
 from .service import ProfileService
 from .store import ProfileStore
@@ -35,6 +37,10 @@ class AppContext:
     service: ProfileService
     bus: NamespacedBus
     extractor: Extractor
+    lifecycle: Lifecycle = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.lifecycle = Lifecycle(self.store, self.config, self.service.announce)
 
 
 def llm_from_env(config: Config, env: Mapping[str, str] | None = None) -> LLM | None:
@@ -59,6 +65,23 @@ async def _finish_erasures(store: ProfileStore) -> None:
                 log.warning("checkpoint after erasure failed; retrying", exc_info=True)
 
 
+async def sweep(lifecycle: Lifecycle, interval: float) -> None:
+    """Apply the retention settings now and every ``interval`` seconds (runs until cancelled)."""
+    while True:
+        try:
+            counts = await lifecycle.prune()
+        except Exception:  # a failed sweep must not stop the server; the next one retries
+            log.exception("retention sweep failed")
+        else:
+            if counts.data_contents or counts.revisions:
+                log.info(
+                    "retention: deleted the content of %d data item(s) and %d old version(s)",
+                    counts.data_contents,
+                    counts.revisions,
+                )
+        await anyio.sleep(interval)
+
+
 @asynccontextmanager
 async def open_app(
     config: Config, *, llm: LLM | None = None, bus: NamespacedBus | None = None, worker: bool = True
@@ -76,8 +99,10 @@ async def open_app(
         failure: Exception | None = None
         try:
             async with anyio.create_task_group() as tg:
+                await tg.start(bus.run)
                 if worker:
                     tg.start_soon(extractor.run_worker)
+                    tg.start_soon(sweep, app.lifecycle, config.prune_interval)
                 tg.start_soon(_finish_erasures, store)
                 try:
                     yield app

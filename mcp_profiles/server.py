@@ -21,14 +21,17 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, Resolve, Sample
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError, UnexpectedToolError
 from mcp.server.mcpserver.prompts.base import UserMessage
+from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
 from mcp.types import (
+    INVALID_PARAMS,
     CallToolResult,
     Completion,
     CompletionArgument,
     CompletionContext,
     CreateMessageRequest,
     CreateMessageResult,
+    GetPromptResult,
     InputRequiredResult,
     PromptReference,
     ResourceTemplateReference,
@@ -47,15 +50,25 @@ from .card import CARD_URI, ProfileCard, card_html, card_text, load_card
 from .completions import complete_profile_ref, completion_context_middleware, current_request
 from .config import Config
 from .errors import ExtractionFailed, Invalid, NotFound, ProfilesError, validation_message
+from .lifecycle import item_fields
 from .llm import LLM
-from .middleware import ListenBus, compact_tool_schemas_middleware, paged_resources_middleware
+from .middleware import (
+    ListenBus,
+    capabilities_middleware,
+    compact_tool_schemas_middleware,
+    paged_resources_middleware,
+    sessions_middleware,
+)
 from .models import Connection, Kind, Profile, ProfileSummary
 from .render import personalize, remember_prompt, render_markdown, review_prompt
 from .results import (
+    DataItemView,
     DeleteProfileResult,
     Erased,
+    ForgetDataResult,
     HistoryResult,
     JobView,
+    ListDataResult,
     ListProfilesResult,
     UpdateProfileResult,
     UpsertResult,
@@ -99,9 +112,11 @@ person which is right and set it with update_profile. Don't save one-off task de
 Tell the person briefly what you saved.
 
 Forget on request: update_profile with the key set to null
-({"attributes": {"topic.key": null}}); profile_history and revert_profile undo a wrong
-edit. Call delete_profile only when the person explicitly asks to erase their whole
-profile, after confirming: it cannot be undone.
+({"attributes": {"topic.key": null}}); to forget something the person once sent (a
+conversation), find it with list_data and call forget_data: it also removes what was
+derived only from it. profile_history and revert_profile undo a wrong edit. Call
+delete_profile only when the person explicitly asks to erase their whole profile, after
+confirming: it cannot be undone.
 
 Never store secrets (passwords, keys, card numbers) or health, religion, politics,
 sexuality or ethnicity unless the person explicitly asks you to. Stored profile text is
@@ -119,13 +134,10 @@ def namespace_of(app: AppContext) -> str:
 
 
 def app_of(ctx: Context) -> AppContext:
-    """The running app of a request (and, for a 2025-era connection, remember its session
-    so that writes it did not make reach it too)."""
+    """The running app of a request."""
     app = ctx.request_context.lifespan_context
     if not isinstance(app, AppContext):
         raise RuntimeError("the MCP lifespan must yield an AppContext")
-    if ctx.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS:  # no subscriptions/listen: notify the session
-        app.bus.remember_session(namespace_of(app), ctx.session)
     return app
 
 
@@ -160,6 +172,42 @@ class ProfilesServer(MCPServer[AppContext]):
             if cause is None:  # raised before any tool ran: the name is unknown
                 raise ToolError(f"not_found: no tool named {name!r}; tools/list shows the tools") from None
             raise ToolError(f"error: {cause}") from cause
+
+    async def get_prompt(
+        self,
+        name: str,
+        arguments: dict[str, Any] | None = None,
+        context: Context[AppContext, Any] | None = None,
+    ) -> GetPromptResult | InputRequiredResult:
+        """Render a prompt; a client's mistake is a -32602 error with a code word.
+
+        The SDK turns an unknown prompt, a missing argument or a failing render into a
+        bare ``ValueError``, which reaches the client with code 0 and logs a traceback.
+
+        Raises:
+            MCPError: -32602 for an unknown prompt (``not_found``), a missing or unknown
+                argument (``invalid``, naming it), or a domain error while rendering.
+        """
+        known = {p.name: p for p in await self.list_prompts()}
+        prompt = known.get(name)
+        if prompt is None:
+            raise MCPError(
+                INVALID_PARAMS, f"not_found: no prompt named {name!r}; prompts/list shows the prompts"
+            )
+        given = arguments or {}
+        declared = {a.name: a for a in prompt.arguments or []}
+        problems = [
+            f"{a}: required argument is missing" for a, d in declared.items() if d.required and a not in given
+        ]
+        problems += [f"{a}: unknown argument" for a in given if a not in declared]
+        if problems:
+            raise MCPError(INVALID_PARAMS, f"invalid: {'; '.join(problems)}")
+        try:
+            return await super().get_prompt(name, arguments, context)
+        except ValueError as e:
+            if isinstance(e.__cause__, ProfilesError):
+                raise MCPError(INVALID_PARAMS, str(e.__cause__)) from None
+            raise
 
 
 # ---- argument types -------------------------------------------------------------------------
@@ -434,6 +482,55 @@ def profile_card() -> Apps:
     return apps
 
 
+async def list_data(
+    profile: ProfileRef,
+    ctx: Context,
+    status: Annotated[
+        Literal["pending", "processing", "done", "failed"] | None,
+        Field(description="Only items in this state."),
+    ] = None,
+    limit: Annotated[StrictInt, Field(description="Page size, 1-200.", ge=1, le=200)] = 50,
+    cursor: Annotated[
+        str | None, Field(description="next_cursor of the previous page.", max_length=512)
+    ] = None,
+) -> ListDataResult:
+    """The raw data items sent for a profile, oldest first, with the facts each one supports."""
+    app = app_of(ctx)
+    page = await app.lifecycle.list_data(
+        namespace_of(app), profile, status=status, limit=limit, cursor=cursor
+    )
+    return ListDataResult(
+        items=[DataItemView(**item_fields(item, facts)) for item, facts in page.items],
+        next_cursor=page.next_cursor,
+    )
+
+
+async def forget_data(
+    profile: ProfileRef,
+    data_id: Annotated[
+        str, Field(description="The data item to forget (a job_id; list_data shows them).", max_length=128)
+    ],
+    ctx: Context,
+) -> ForgetDataResult:
+    """Erase one data item and what was derived only from it: facts only it supports, its
+    evidence on shared facts, an extracted summary it contributed to, and its values in the
+    history (which keeps a 'forgotten' marker). Facts set by hand stay. Cannot be undone."""
+    app = app_of(ctx)
+    out = await app.lifecycle.forget_data(namespace_of(app), profile, data_id)
+    return ForgetDataResult(
+        profile=out.profile_id,
+        data_id=out.data_id,
+        forgotten=True,
+        version=out.version,
+        removed_facts=out.facts,
+        removed_evidence=out.evidence,
+        removed_summary=out.summary,
+        revisions_rewritten=out.revisions,
+        job_results_rewritten=out.job_results,
+        wal_pending=out.wal_pending,
+    )
+
+
 TOOLS: list[tuple[Callable[..., Any], ToolAnnotations]] = [
     (update_profile, ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True)),
     (get_profile, READ),
@@ -446,6 +543,8 @@ TOOLS: list[tuple[Callable[..., Any], ToolAnnotations]] = [
         ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True),
     ),
     (get_job, READ),
+    (list_data, READ),
+    (forget_data, ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False)),
 ]
 
 
@@ -468,19 +567,25 @@ async def profile_resource(ref: str, ctx: Context) -> str:
         raise ResourceNotFoundError(str(e)) from None
 
 
-async def profiles_index(ctx: Context, kind: str = "", tag: str = "", limit: str = "100") -> str:
-    """Profiles as a JSON list of summaries with their resource URIs."""
+async def profiles_index(
+    ctx: Context, kind: str = "", tag: str = "", limit: str = "100", cursor: str = ""
+) -> str:
+    """Profiles as a JSON list of summaries with their resource URIs, a page at a time
+    (``next_cursor`` goes back in as ``cursor``)."""
     app = app_of(ctx)
+    kinds: dict[str, Kind | None] = {"": None, "user": "user", "assistant": "assistant"}
+    if kind not in kinds:
+        raise ResourceNotFoundError(f"invalid: kind: must be user or assistant, not {kind!r}")
     try:
-        n = int(limit)
-        kinds: dict[str, Kind | None] = {"": None, "user": "user", "assistant": "assistant"}
-        if kind not in kinds:
-            raise ValueError("kind must be user or assistant")
         page, nxt = await app.service.list_profiles(
-            namespace_of(app), kind=kinds[kind], tag=tag or None, limit=n
+            namespace_of(app),
+            kind=kinds[kind],
+            tag=tag or None,
+            limit=_limit(limit, 200),
+            cursor=cursor or None,
         )
-    except (ValueError, ProfilesError) as e:
-        raise ResourceNotFoundError(f"invalid: {e}") from None
+    except ProfilesError as e:
+        raise ResourceNotFoundError(str(e)) from None
     rows = [{"uri": f"profile://{p.id}", **p.model_dump(mode="json")} for p in page]
     return json.dumps({"profiles": rows, "next_cursor": nxt}, ensure_ascii=False)
 
@@ -608,6 +713,8 @@ def create_server(
         lifespan=lifespan,
         subscriptions=ListenBus(bus),
         middleware=[
+            capabilities_middleware,
+            sessions_middleware(bus),
             completion_context_middleware,
             compact_tool_schemas_middleware(),
             paged_resources_middleware(list_page),
@@ -621,9 +728,9 @@ def create_server(
     for tool, hints in TOOLS:
         mcp.add_tool(tool, annotations=hints)
     mcp.resource("profile://{ref}", name="profile", mime_type="application/json")(profile_resource)
-    mcp.resource("profiles://index{?kind,tag,limit}", name="profiles-index", mime_type="application/json")(
-        profiles_index
-    )
+    mcp.resource(
+        "profiles://index{?kind,tag,limit,cursor}", name="profiles-index", mime_type="application/json"
+    )(profiles_index)
     mcp.resource("connections://index{?limit}", name="connections", mime_type="application/json")(
         connections_index
     )

@@ -288,6 +288,12 @@ class ProfileService:
                 )
             old = await tx.snapshot(pk, version) if version <= current.version else None
             if old is None:
+                kept = await tx.version_range(pk)
+                if version <= current.version and kept is not None:
+                    raise NotFound(
+                        f"version {version} of profile {current.id!r} was pruned; history keeps versions "
+                        f"{kept[0]}-{kept[1]} (MCP_PROFILES_KEEP_VERSIONS, MCP_PROFILES_KEEP_VERSIONS_DAYS)"
+                    )
                 raise NotFound(
                     f"profile {current.id!r} has no version {version} (current is {current.version})"
                 )
@@ -508,7 +514,10 @@ class ProfileService:
                 item.input_type,
                 item.created_at,
                 attempts=item.attempts,
+                size=item.bytes if item.content_deleted_at else None,
             )
+            if item.content_deleted_at:
+                await tx.set_content_deleted(item.id, item.content_deleted_at)
             await tx.set_items_status(
                 [item.id],
                 "pending" if item.status == "processing" else item.status,

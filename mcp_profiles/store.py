@@ -73,6 +73,8 @@ class DataItem:
     created_at: str
     updated_at: str
     next_attempt_at: float | None = None
+    bytes: int = 0
+    content_deleted_at: str | None = None
 
 
 @dataclass
@@ -647,12 +649,13 @@ class ReadTx:
         )
         return float(row[0]) if row and row[0] is not None else None
 
-    async def _items(self, where: str, params: Sequence[Any]) -> list[DataItem]:
+    async def _items(self, where: str, params: Sequence[Any], tail: str = "") -> list[DataItem]:
         rows = await self._all(
             "SELECT d.id, d.namespace, d.profile_pk, p.id, d.sha256, d.content, d.input_type, d.status, "
             "d.error, d.attempts, d.input_tokens, d.output_tokens, d.cache_read_tokens, "
-            "d.cache_write_tokens, d.requests, d.result, d.created_at, d.updated_at, d.next_attempt_at "
-            f"FROM data_items d JOIN profiles p ON p.pk = d.profile_pk WHERE {where} ORDER BY d.rowid",
+            "d.cache_write_tokens, d.requests, d.result, d.created_at, d.updated_at, d.bytes, "
+            f"d.content_deleted_at, d.next_attempt_at FROM data_items d JOIN profiles p ON p.pk = d.profile_pk WHERE {where} "
+            f"ORDER BY d.rowid{tail}",
             params,
         )
         return [
@@ -677,7 +680,9 @@ class ReadTx:
                 result=json.loads(r[15]) if r[15] else None,
                 created_at=r[16],
                 updated_at=r[17],
-                next_attempt_at=r[18],
+                bytes=r[18],
+                content_deleted_at=r[19],
+                next_attempt_at=r[20],
             )
             for r in rows
         ]
@@ -760,6 +765,59 @@ class ReadTx:
                 for item in items
             ],
         }
+
+    # ---- data lifecycle (list_data, forget_data, retention) ---------------------------
+
+    async def data_page(
+        self, ns: str, pk: int, *, status: str | None, limit: int, cursor: str | None
+    ) -> tuple[list[DataItem], str | None]:
+        """A page of a profile's data items in the order they arrived, and the next cursor."""
+        after = int(_decode_cursor(cursor, int)) if cursor else 0
+        where, params = "d.namespace = ? AND d.profile_pk = ? AND d.rowid > ?", [ns, pk, after]
+        if status is not None:
+            where += " AND d.status = ?"
+            params.append(status)
+        items = await self._items(where, [*params, limit + 1], " LIMIT ?")
+        if len(items) <= limit:
+            return items, None
+        row = await self._one("SELECT rowid FROM data_items WHERE id = ?", (items[limit - 1].id,))
+        return items[:limit], _encode_cursor(int(row[0]))
+
+    async def existing_items(self, pk: int, ids: Iterable[str]) -> set[str]:
+        """Which of ``ids`` are data items of this profile (a forgotten item is not)."""
+        wanted = list(set(ids))
+        found: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            rows = await self._all(
+                f"SELECT id FROM data_items WHERE profile_pk = ? AND id IN ({','.join('?' * len(part))})",
+                (pk, *part),
+            )
+            found.update(str(r[0]) for r in rows)
+        return found
+
+    async def revisions_citing(
+        self, pk: int, data_id: str
+    ) -> list[tuple[int, list[dict[str, Any]], Profile | None, str | None]]:
+        """(version, diff, snapshot, summary) of every kept version, oldest first. The
+        snapshot is parsed only where forgetting ``data_id`` may change it: it names the item,
+        or holds an extracted summary without recorded provenance."""
+        rows = await self._all(
+            "SELECT version, diff, CASE WHEN instr(snapshot, ?) > 0 OR (instr(snapshot, "
+            '\'"summary_source":"extracted"\') > 0 AND instr(snapshot, \'"summary_data_ids":["\') = 0) '
+            "THEN snapshot END, json_extract(snapshot, '$.summary') FROM revisions WHERE profile_pk = ? "
+            "ORDER BY version",
+            (f'"{data_id}"', pk),
+        )
+        return [
+            (int(r[0]), json.loads(r[1]), Profile.model_validate_json(r[2]) if r[2] else None, r[3])
+            for r in rows
+        ]
+
+    async def version_range(self, pk: int) -> tuple[int, int] | None:
+        """The oldest and newest version history still holds."""
+        row = await self._one("SELECT min(version), max(version) FROM revisions WHERE profile_pk = ?", (pk,))
+        return (int(row[0]), int(row[1])) if row and row[0] is not None else None
 
 
 class WriteTx(ReadTx):
@@ -943,9 +1001,11 @@ class WriteTx(ReadTx):
         *,
         attempts: int = 0,
         tokens: int | None = None,
+        size: int | None = None,
     ) -> None:
         """Store raw data as a pending job, before any model is called, with its token
-        estimate (computed when not given).
+        estimate (computed when not given). ``size`` (bytes) is given by an import of an item
+        whose content retention already deleted.
 
         Raises:
             Conflict: an item with this id already exists (an import into the same file).
@@ -953,7 +1013,7 @@ class WriteTx(ReadTx):
         try:
             await self._db.execute(
                 "INSERT INTO data_items (id, namespace, profile_pk, sha256, content, input_type, status, "
-                "attempts, created_at, updated_at, tokens) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
+                "attempts, created_at, updated_at, bytes, tokens) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
                 (
                     item_id,
                     ns,
@@ -964,6 +1024,7 @@ class WriteTx(ReadTx):
                     attempts,
                     at,
                     at,
+                    len(content.encode("utf-8", "surrogatepass")) if size is None else size,
                     estimate_tokens(content) if tokens is None else tokens,
                 ),
             )
@@ -1087,6 +1148,87 @@ class WriteTx(ReadTx):
             "UPDATE data_items SET claimed_at = ? WHERE status = 'processing' AND claimed_by = ?", (at, owner)
         )
         return cur.rowcount > 0
+
+    async def delete_item(self, item_id: str) -> bool:
+        """Delete one data item row (content, result, usage); False when it did not exist."""
+        cur = await self._db.execute("DELETE FROM data_items WHERE id = ?", (item_id,))
+        self.erased = self.erased or cur.rowcount == 1
+        return cur.rowcount == 1
+
+    async def rewrite_revision(
+        self, pk: int, version: int, changes: list[dict[str, Any]], snapshot: Profile | None
+    ) -> None:
+        """Replace a version's diff, and its snapshot when given (forgetting rewrites history)."""
+        if snapshot is None:
+            await self._db.execute(
+                "UPDATE revisions SET diff = ? WHERE profile_pk = ? AND version = ?",
+                (json.dumps(changes, ensure_ascii=False), pk, version),
+            )
+        else:
+            await self._db.execute(
+                "UPDATE revisions SET diff = ?, snapshot = ? WHERE profile_pk = ? AND version = ?",
+                (json.dumps(changes, ensure_ascii=False), snapshot.model_dump_json(), pk, version),
+            )
+        self.erased = True
+
+    async def item_results(self, pk: int) -> list[tuple[str, dict[str, Any]]]:
+        """(id, result) of a profile's items that have one."""
+        rows = await self._all(
+            "SELECT id, result FROM data_items WHERE profile_pk = ? AND result IS NOT NULL ORDER BY rowid",
+            (pk,),
+        )
+        return [(str(r[0]), json.loads(r[1])) for r in rows]
+
+    async def replace_item_result(self, item_id: str, result: dict[str, Any]) -> None:
+        """Overwrite an item's result (forgetting another item scrubs it)."""
+        await self._db.execute("UPDATE data_items SET result = ? WHERE id = ?", (json.dumps(result), item_id))
+        self.erased = True
+
+    async def rebuild_search_index(self) -> None:
+        """Rebuild the full-text index from the stored rows: an FTS5 update leaves the old
+        terms behind in tombstones, and erased values must not survive there."""
+        await self._db.execute("INSERT INTO profiles_fts(profiles_fts) VALUES ('rebuild')")
+        self.erased = True
+
+    async def delete_contents(self, ids: Sequence[str], at: str) -> int:
+        """Delete the raw content of processed items, keeping id, sha256, status, size and usage."""
+        count = 0
+        for item_id in ids:
+            cur = await self._db.execute(
+                "UPDATE data_items SET content = '', content_deleted_at = ? "
+                "WHERE id = ? AND status = 'done' AND content_deleted_at IS NULL",
+                (at, item_id),
+            )
+            count += cur.rowcount
+        self.erased = self.erased or count > 0
+        return count
+
+    async def expire_contents(self, processed_before: str, at: str) -> int:
+        """Delete the raw content of every item processed before a time (never pending,
+        processing or failed items: their data is still needed)."""
+        cur = await self._db.execute(
+            "UPDATE data_items SET content = '', content_deleted_at = ? "
+            "WHERE status = 'done' AND content_deleted_at IS NULL AND updated_at <= ?",
+            (at, processed_before),
+        )
+        self.erased = self.erased or cur.rowcount > 0
+        return int(cur.rowcount)
+
+    async def prune_revisions(self, keep: int, older_than: str | None) -> int:
+        """Delete versions beyond the newest ``keep`` of each profile, and (with
+        ``older_than``) versions made before then; a profile's current version always stays."""
+        cur = await self._db.execute(
+            "DELETE FROM revisions WHERE version < (SELECT p.version FROM profiles p WHERE p.pk = revisions.profile_pk) "
+            "AND (version <= (SELECT p.version FROM profiles p WHERE p.pk = revisions.profile_pk) - ? "
+            "OR changed_at < ?)",
+            (keep, older_than or ""),
+        )
+        self.erased = self.erased or cur.rowcount > 0
+        return int(cur.rowcount)
+
+    async def set_content_deleted(self, item_id: str, at: str | None) -> None:
+        """Record when an imported item's content was deleted by retention."""
+        await self._db.execute("UPDATE data_items SET content_deleted_at = ? WHERE id = ?", (at, item_id))
 
 
 def _connection(row: Any) -> Connection:

@@ -57,12 +57,34 @@ def token_namespace() -> str | None:
     return None
 
 
-def auth_settings(host: str, port: int, path: str) -> AuthSettings:
-    """Resource-server settings for static tokens (no OAuth authorization server)."""
-    shown = f"[{host}]" if ":" in host else host
+def auth_settings(
+    path: str, *, auth_server: str | None = None, public_url: str | None = None
+) -> AuthSettings:
+    """Resource-server settings for the static bearer tokens.
+
+    OAuth protected-resource metadata (RFC 9728) is published only when ``auth_server``
+    names a real authorization server; it then names ``public_url`` + ``path`` as the
+    resource. Without one, a 401 points nowhere: OAuth-capable clients would otherwise
+    follow the metadata to a placeholder server and fail (a DNS error, or a resource that
+    does not match the URL they called).
+
+    Raises:
+        Invalid: an authorization server without ``public_url``, or a URL that is not http(s).
+    """
+    if auth_server is None:
+        # issuer_url is required by the SDK's model but published nowhere without a
+        # resource_server_url (no metadata route, no resource_metadata in WWW-Authenticate).
+        return AuthSettings(
+            issuer_url=AnyHttpUrl("https://auth.invalid"), resource_server_url=None, required_scopes=[SCOPE]
+        )
+    if not public_url:
+        raise Invalid("--auth-server needs --public-url: the URL clients use to reach this server")
+    for flag, url in (("--auth-server", auth_server), ("--public-url", public_url)):
+        if not url.startswith(("https://", "http://")):
+            raise Invalid(f"{flag}: must be an http(s) URL, not {url!r}")
     return AuthSettings(
-        issuer_url=AnyHttpUrl("https://auth.invalid"),
-        resource_server_url=AnyHttpUrl(f"http://{shown}:{port}{path}"),
+        issuer_url=AnyHttpUrl(auth_server),
+        resource_server_url=AnyHttpUrl(public_url.rstrip("/") + path),
         required_scopes=[SCOPE],
         validate_token_resource=False,
     )

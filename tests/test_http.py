@@ -24,7 +24,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.client.subscriptions import ResourcesListChanged, ResourceUpdated
-from mcp.shared.exceptions import MCPError
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
 from mcp_profiles.app import build_http_app
 from mcp_profiles.cli import main
@@ -316,12 +316,17 @@ async def test_handshake_era_notifications_stay_in_their_session(tenants: Config
             client_for(None, url, B, "legacy", message_handler=handler("b")) as b,
         ):
             assert a.protocol_version == "2025-11-25"
+            with pytest.warns(MCPDeprecationWarning):  # both subscribe to the same URI
+                await a.subscribe_resource("profile://same")
+                await b.subscribe_resource("profile://same")
             await a.call_tool("update_profile", {"profile": "same", "create": True, "patch": {}})
             await anyio.sleep(0.3)
             await b.call_tool("get_profile", {"profile": "same"})
             await anyio.sleep(0.3)
     assert seen["a"].count("notifications/resources/updated") == 1
+    assert seen["a"].count("notifications/resources/list_changed") == 1
     assert "notifications/resources/updated" not in seen["b"]
+    assert "notifications/resources/list_changed" not in seen["b"]
 
 
 async def test_a_session_cannot_be_reused_with_another_token(tenants: Config) -> None:

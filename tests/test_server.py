@@ -528,21 +528,6 @@ async def test_change_events_in_the_modern_era(connect: Any) -> None:
             assert await next_events(sub, 1) == [ResourceUpdated(uri="profile://u2")]
 
 
-async def test_change_notifications_in_the_handshake_era(connect: Any) -> None:
-    seen: list[str] = []
-
-    async def on_message(message: Any) -> None:
-        seen.append(getattr(message, "method", type(message).__name__))
-
-    async with connect(mode="legacy", message_handler=on_message) as client:
-        assert client.protocol_version == "2025-11-25"
-        await client.call_tool("update_profile", {"profile": "u3", "create": True, "patch": {"name": "Cy"}})
-        await client.call_tool("delete_profile", {"profile": "u3"})
-        await anyio.sleep(0.1)
-    assert seen.count("notifications/resources/updated") == 2
-    assert seen.count("notifications/resources/list_changed") == 2
-
-
 async def test_unknown_tool_and_bad_argument_types_get_code_words(connect: Any) -> None:
     async with connect() as client:
         unknown = await client.call_tool("no_such_tool", {})

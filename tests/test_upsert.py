@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp.client import ClientRequestContext
+from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.types import CreateMessageRequestParams, CreateMessageResult, TextContent
 
 from mcp_profiles.config import Config
@@ -395,6 +396,8 @@ async def test_extraction_changes_notify_handshake_era_sessions(connect: Any) ->
         mode="legacy", message_handler=on_message, server_kwargs={"llm": anthropic_llm(api)}
     ) as client:
         await client.call_tool("update_profile", {"profile": "u", "create": True, "patch": {}})
+        with pytest.warns(MCPDeprecationWarning):
+            await client.subscribe_resource("profile://u")  # 'updated' goes to subscribers only
         seen.clear()
         result = await client.call_tool("upsert_profile_from_data", {"profile": "u", "data": CHAT})
         assert result.structured_content["status"] == "updated"
@@ -451,7 +454,8 @@ async def test_background_extraction_and_other_writers_notify_handshake_era_sess
             Client(server, mode="legacy", message_handler=on_message) as watcher,
             Client(server) as writer,
         ):
-            await watcher.call_tool("list_profiles", {})  # the watcher's session is now known
+            with pytest.warns(MCPDeprecationWarning):  # the watcher's session is now known
+                await watcher.subscribe_resource("profile://u")
             await writer.call_tool("update_profile", {"profile": "u", "create": True, "patch": {"name": "U"}})
             result = await writer.call_tool(
                 "upsert_profile_from_data", {"profile": "u", "data": CHAT, "wait": False}

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..runtime import AppContext
-from . import getprofile, management
+from . import data, getprofile, management
 from .base import ALL_METHODS, Guard, Operation
 from .openapi import openapi_document
 
@@ -24,7 +24,7 @@ __all__ = ["mount_rest", "openapi_document", "operations"]
 
 def operations() -> list[Operation]:
     """Every REST route, GetProfile's first."""
-    return [*getprofile.operations(), *management.operations()]
+    return [*getprofile.operations(), *data.operations(), *management.operations()]
 
 
 def mount_rest(mcp: MCPServer, app: AppContext, security: TransportSecuritySettings, body_limit: int) -> None:
