@@ -82,13 +82,13 @@ print(f"ok   {name:28} {note}")
 PY
 }
 
-tools="update_profile upsert_profile_from_data get_profile list_profiles delete_profile profile_history revert_profile get_job show_profile"
+tools="update_profile upsert_profile_from_data get_profile list_profiles delete_profile profile_history revert_profile get_job show_profile list_data forget_data"
 
 inspect tools --method tools/list
-check tools ok "sorted(t['name'] for t in r['tools']) == sorted('$tools'.split()) and [t['_meta']['ui']['resourceUri'] for t in r['tools'] if t['name'] == 'show_profile'] == ['ui://mcp-profiles/profile-card.html'] and '9 tools, named as in the contract; show_profile links the card'"
+check tools ok "sorted(t['name'] for t in r['tools']) == sorted('$tools'.split()) and [t['_meta']['ui']['resourceUri'] for t in r['tools'] if t['name'] == 'show_profile'] == ['ui://mcp-profiles/profile-card.html'] and '11 tools, named as in the contract; show_profile links the card'"
 
 inspect templates --method resources/templates/list
-check templates ok "{'profile://{ref}', 'profiles://index{?kind,tag,limit}'} <= {t['uriTemplate'] for t in r['resourceTemplates']} and 'profile://{ref}, profiles://index{?kind,tag,limit}'"
+check templates ok "{'profile://{ref}', 'profiles://index{?kind,tag,limit,cursor}'} <= {t['uriTemplate'] for t in r['resourceTemplates']} and 'profile://{ref}, profiles://index{?kind,tag,limit,cursor}'"
 
 inspect prompts --method prompts/list
 check prompts ok "{'personalize', 'review_profile', 'remember'} <= {p['name'] for p in r['prompts']} and ', '.join(p['name'] for p in r['prompts'])"
