@@ -2,6 +2,7 @@
 """Cost bench: tokens per raw token of the real extraction pipeline, with a scripted model.
 
     python bench/cost.py [--data ../shared/eval-data] [--budgets 1000,4000,8000]
+                         [--min-cacheable 4096,1024] [--model claude-haiku-5-5]
                          [--spc 50] [--locomo 2] [--tokenizer estimate|chars4] [--json out.json]
 
 Stored dialogues from ``eval-data`` (never bundled; the path is an argument) go through
@@ -19,7 +20,10 @@ computes ``usage`` from the request body the SDK actually sent:
   figure for ``tool_choice`` any/tool); per-message framing tokens are ignored.
 * prompt caching per Anthropic's rules: a ``cache_control`` breakpoint caches the prefix
   up to and including its block when that prefix is at least the model's minimum
-  cacheable length (a parameter; 1024 and 4096 reported); it is written on first use
+  cacheable length (``--min-cacheable``; by default the ``--model``'s, from the table in
+  ``mcp_profiles/cache_limits.py``: 4096 for the default ``claude-haiku-5-5``, which has no
+  published figure). The request builder reads the same minimum and sizes the cached
+  prefix for it, so each minimum is a separate run of the pipeline. A prefix is written on first use
   (``cache_creation_input_tokens``, billed 1.25×) and read by later requests whose prefix
   is identical (``cache_read_input_tokens``, billed 0.1×), looked up at each breakpoint
   and up to 20 blocks before it. "warm": nothing expires during a run (back-to-back calls
@@ -60,16 +64,16 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.eval_data import load_locomo, load_spc  # noqa: E402
+from mcp_profiles.cache_limits import min_cacheable_tokens  # noqa: E402
 from mcp_profiles.config import Config  # noqa: E402
-from mcp_profiles.extract import TOOL_NAME, estimate_tokens  # noqa: E402
-from mcp_profiles.llm import AnthropicLLM, Usage  # noqa: E402
+from mcp_profiles.extract import TOOL_NAME, TOOL_USE_OVERHEAD, estimate_tokens  # noqa: E402
+from mcp_profiles.llm import DEFAULT_MODEL, AnthropicLLM, Usage  # noqa: E402
 from mcp_profiles.runtime import open_app  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO / ".." / "shared" / "eval-data"
 NAMESPACE = "default"
-MODEL = "claude-haiku-5-5"
-TOOL_USE_OVERHEAD = 313
+MODEL = DEFAULT_MODEL
 LOOKBACK = 20
 
 Tokenizer = Callable[[str], int]
@@ -333,27 +337,14 @@ class Measurement:
         return value / self.raw_tokens if self.raw_tokens else 0.0
 
 
-def assumptions(minimums: Sequence[int]) -> list[tuple[str, int, bool]]:
-    """(label, minimum cacheable tokens, cold) for every reported caching assumption."""
-    out = [(f"warm/{m}", m, False) for m in minimums]
-    return [*out, (f"cold/{minimums[0]}", minimums[0], True)]
+async def ingest(
+    corpus: Corpus, batch_tokens: int, db_path: str, api: ScriptedMessagesAPI, minimum: int
+) -> tuple[int, dict[str, Any], tuple[int, int, int], float]:
+    """Feed a corpus through the real pipeline with prompts built for ``minimum``, then re-send it.
 
-
-async def measure(
-    corpus: Corpus,
-    batch_tokens: int,
-    db_path: str,
-    *,
-    tokens: Tokenizer = estimate_tokens,
-    minimums: Sequence[int] = (1024, 4096),
-    api: ScriptedMessagesAPI | None = None,
-) -> Measurement:
-    """Ingest a corpus through the real pipeline, then re-send it; usage from request bodies.
-
-    ``api`` (fresh, with ``minimums[0]``) may be passed in to inspect what was sent.
+    Returns (requests, stats, (re-sent items, duplicates, re-sent requests), seconds).
     """
-    api = api or ScriptedMessagesAPI(minimums[0], tokens)
-    config = Config(db=db_path, batch_tokens=batch_tokens)
+    config = Config(db=db_path, batch_tokens=batch_tokens, cache_min_tokens=minimum)
     started = time.perf_counter()
     async with open_app(config, llm=api.llm(), worker=False) as app:
         extractor = app.extractor
@@ -373,14 +364,47 @@ async def measure(
                 duplicates += duplicate
         await extractor.drain()
         resent_requests = len(api.bodies) - requests
-    seconds = time.perf_counter() - started
+    return requests, stats, (resent, duplicates, resent_requests), time.perf_counter() - started
+
+
+async def measure(
+    corpus: Corpus,
+    batch_tokens: int,
+    db_path: str,
+    *,
+    tokens: Tokenizer = estimate_tokens,
+    minimums: Sequence[int] = (1024, 4096),
+    api: ScriptedMessagesAPI | None = None,
+) -> Measurement:
+    """Ingest a corpus once per minimum cacheable length; usage from request bodies.
+
+    The request builder sizes the cached prefix for the model's minimum (extended examples
+    fill it up to a 4,096 minimum, and are left out under a 1,024 one), so each minimum is
+    its own run with its own request bodies. The first minimum's run gives the counts, the
+    stored usage and the cold figure. ``api`` (fresh, with ``minimums[0]``) may be passed in
+    to inspect what that run sent.
+    """
     usage: dict[str, dict[str, int]] = {}
     billed: dict[str, float] = {}
-    bodies = api.bodies[:requests]
-    for label, minimum, cold in assumptions(minimums):
-        u = replay(bodies, api.output_tokens[:requests], minimum, tokens, cold)
-        usage[label], billed[label] = u.as_dict(), u.billed_input_equivalent()
-    first = usage[f"warm/{minimums[0]}"]
+    first: tuple[ScriptedMessagesAPI, int, dict[str, Any], tuple[int, int, int]] | None = None
+    seconds = 0.0
+    for n, minimum in enumerate(minimums):
+        run_api = api if (api is not None and n == 0) else ScriptedMessagesAPI(minimum, tokens)
+        requests, stats, resent, took = await ingest(
+            corpus, batch_tokens, f"{db_path}.{minimum}", run_api, minimum
+        )
+        seconds += took
+        bodies, outputs = run_api.bodies[:requests], run_api.output_tokens[:requests]
+        labels = [(f"warm/{minimum}", False)] + ([(f"cold/{minimum}", True)] if n == 0 else [])
+        for label, cold in labels:
+            u = replay(bodies, outputs, minimum, tokens, cold)
+            usage[label], billed[label] = u.as_dict(), u.billed_input_equivalent()
+        if first is None:
+            first = (run_api, requests, stats, resent)
+    if first is None:
+        raise ValueError("measure needs at least one minimum")
+    run_api, requests, stats, (resent, duplicates, resent_requests) = first
+    main_usage = usage[f"warm/{minimums[0]}"]
     return Measurement(
         corpus=corpus.name,
         batch_tokens=batch_tokens,
@@ -388,10 +412,10 @@ async def measure(
         items=sum(len(f.items) for f in corpus.feeds),
         raw_tokens=sum(tokens(d) for f in corpus.feeds for d in f.items),
         requests=requests,
-        prompt_tokens=first["input_tokens"]
-        + first["cache_creation_input_tokens"]
-        + first["cache_read_input_tokens"],
-        output_tokens=first["output_tokens"],
+        prompt_tokens=main_usage["input_tokens"]
+        + main_usage["cache_creation_input_tokens"]
+        + main_usage["cache_read_input_tokens"],
+        output_tokens=main_usage["output_tokens"],
         recorded=dict(stats["usage"]),
         usage=usage,
         billed=billed,
@@ -485,8 +509,8 @@ ASSUMPTIONS = """\
 Assumptions: scripted model (no live API); tokens = {tokenizer} for raw data and requests alike;
 prompt = tools + system + message blocks + {overhead} tool-use system-prompt tokens; caching per
 Anthropic's rules (breakpoint prefix cached when >= the minimum cacheable length; write 1.25x,
-read 0.1x); warm/N = minimum N tokens, nothing expires during the run; cold/N = every request
-finds the cache empty. input/raw counts every prompt token (cached or not); output/raw is the
+read 0.1x); warm/N = minimum N tokens (prompts built for that minimum), nothing expires during
+the run; cold/N = every request finds the cache empty. input/raw counts every prompt token (cached or not); output/raw is the
 scripted answer (<= 3 set operations), not a real model's."""
 
 
@@ -497,14 +521,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--spc", type=int, default=50, help="Synthetic-Persona-Chat dialogues (0: none)")
     parser.add_argument("--locomo", type=int, default=2, help="LoCoMo conversations (0: none)")
     parser.add_argument("--tokenizer", choices=sorted(TOKENIZERS), default="estimate")
-    parser.add_argument("--min-cacheable", default="1024,4096", help="minimum cacheable prefixes to report")
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help="the model whose minimum is reported by default"
+    )
+    parser.add_argument(
+        "--min-cacheable",
+        help="comma-separated minimum cacheable prefixes to measure (default: the --model's, from "
+        "mcp_profiles/cache_limits.py; the first also gives the cold figure)",
+    )
     parser.add_argument("--json", help="also write the measurements to this file")
     args = parser.parse_args(argv)
     root = Path(args.data)
     if not root.is_dir():
         parser.error(f"--data {root}: no such folder (the eval data is not bundled; see bench/EVAL.md)")
     budgets = [int(b) for b in args.budgets.split(",")]
-    minimums = [int(m) for m in args.min_cacheable.split(",")]
+    minimum, published = min_cacheable_tokens(args.model)
+    minimums = [int(m) for m in args.min_cacheable.split(",")] if args.min_cacheable else [minimum]
     results = anyio.run(
         lambda: run(
             root, budgets, spc=args.spc, locomo=args.locomo, tokenizer=args.tokenizer, minimums=minimums
@@ -515,6 +547,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"mcp-profiles cost bench, {when}, {platform.node()} ({platform.platform()}, Python {platform.python_version()})"
     )
     print(ASSUMPTIONS.format(tokenizer=args.tokenizer, overhead=TOOL_USE_OVERHEAD))
+    source = "published" if published else "no published figure: the largest known minimum"
+    print(f"Model {args.model}: minimum cacheable prefix {minimum} tokens ({source}).")
     print()
     print(table(results))
     mismatched = [r for r in results if r.recorded != r.usage[f"warm/{minimums[0]}"]]

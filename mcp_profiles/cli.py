@@ -457,6 +457,12 @@ async def cmd_stats(args: argparse.Namespace, config: Config) -> int:
         f"LLM usage  {u['requests']} requests, {u['input_tokens']} input tokens, {u['output_tokens']} output, "
         f"{u['cache_read_input_tokens']} cache read, {u['cache_creation_input_tokens']} cache write"
     )
+    pc = stats["prompt_cache"]
+    sizes = ", ".join(f"{kind} {n}" for kind, n in pc["prefix_tokens"].items())
+    print(
+        f"prompt cache {pc['model']}: minimum {pc['min_cacheable_tokens']} tokens ({pc['minimum_source']}); "
+        f"cached prefix about {sizes} tokens: {'cacheable' if pc['cacheable'] else 'too short, not cached'}"
+    )
     for row in stats["top_profiles_by_tokens"][:10]:
         print(f"  {row['id']:30} {row['items']} items, {row['input_tokens']} in / {row['output_tokens']} out")
     return 0

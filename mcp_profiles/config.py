@@ -79,6 +79,7 @@ class Config:
     keep_versions: int = 100
     keep_versions_days: float | None = None
     prune_interval: float = 3600.0
+    cache_min_tokens: int = 0
 
     @property
     def db_path(self) -> str:
@@ -157,7 +158,16 @@ def _coerce(name: str, raw: str) -> Any:
         raise ValueError(raw)
     if name in ("confidence_floor", "llm_timeout", "max_batch_wait", "lease_seconds", "retry_delay"):
         return float(raw)
-    if name in ("batch_tokens", "min_batch_tokens", "max_output_tokens", "llm_max_retries", "max_attempts"):
+    if name == "cache_min_tokens" and int(raw) < 0:
+        raise ValueError(raw)
+    if name in (
+        "batch_tokens",
+        "min_batch_tokens",
+        "max_output_tokens",
+        "llm_max_retries",
+        "cache_min_tokens",
+        "max_attempts",
+    ):
         return int(raw)
     if name == "extraction" and raw not in ("auto", "none"):
         raise ValueError(raw)

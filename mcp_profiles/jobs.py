@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import anyio
 
+from .cache_limits import cache_minimum
 from .config import Config
 from .errors import ExtractionFailed, Invalid, NotFound, ProfilesError, Timeout, TooLarge
 from .extract import (
@@ -416,6 +417,11 @@ class Extractor:
             return []
         return await self.run_items(ns, pk, profile, items, self.llm, token, progress)
 
+    def _cache_minimum(self, llm: LLM | None) -> int:
+        """The prefix length extraction prompts are built to reach (see ``cache_limits``)."""
+        model = llm.name if llm is not None else self.config.model
+        return cache_minimum(model, self.config.cache_min_tokens)
+
     async def run_items(
         self,
         ns: str,
@@ -524,7 +530,7 @@ class Extractor:
             ]
         state = {item.id: _Progress() for item in items}
         batches = plan_batches([(str(i), estimate_tokens(c.text)) for i, c in enumerate(chunks)], budget)
-        system = load_prompt(profile.kind, self.config.prompts_dir)
+        system = load_prompt(profile.kind, self.config.prompts_dir, self._cache_minimum(llm))
         catalogue = self.config.user_topics if profile.kind == "user" else self.config.assistant_topics
         answers: list[tuple[list[DataChunk], Extraction]] = []
         working = profile
@@ -754,7 +760,7 @@ class Extractor:
             profile.kind,
             profile,
             [DataChunk(item.id, item.input_type, item.content)],
-            system=load_prompt(profile.kind, self.config.prompts_dir),
+            system=load_prompt(profile.kind, self.config.prompts_dir, self._cache_minimum(None)),
             catalogue=catalogue,
             allow_sensitive=self.config.allow_sensitive,
             max_tokens=self.config.max_output_tokens,

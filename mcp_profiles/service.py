@@ -21,6 +21,7 @@ from .errors import Conflict, Invalid, NotFound, ProfilesError, TooLarge
 from .exchange import ImportRecord
 from .models import PROFILE_ID_RE, Connection, Kind, Profile, ProfileSummary, Revision, now
 from .patching import apply_patch, check_limits, check_rules, diff
+from .prompts import prompt_cache_report
 from .store import ProfileStore, ReadTx, WriteTx
 
 __all__ = ["ChangeResult", "DeleteResult", "ProfileService"]
@@ -533,6 +534,14 @@ class ProfileService:
         async with self.store.read() as tx:
             result = await tx.stats(ns)
             result["top_profiles_by_tokens"] = await tx.token_usage_by_profile(ns)
+        c = self.config
+        result["prompt_cache"] = prompt_cache_report(
+            c.model,
+            c.cache_min_tokens,
+            {"user": c.user_topics, "assistant": c.assistant_topics},
+            c.allow_sensitive,
+            c.prompts_dir,
+        )
         return result
 
 

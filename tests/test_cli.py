@@ -200,3 +200,21 @@ def test_settings_out_of_range_are_refused() -> None:
         with pytest.raises(Invalid, match=f"MCP_PROFILES_{name}"):
             Cfg.from_env({f"MCP_PROFILES_{name}": value})
     assert Cfg.from_env({"MCP_PROFILES_CONFIDENCE_FLOOR": "0.7"}).confidence_floor == 0.7
+
+
+def test_stats_says_whether_the_prompt_prefix_can_be_cached_on_the_model(
+    capsys: Any, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """claude-haiku-5-5 has no published minimum: the prefix is built for 4,096 and reaches it."""
+    code, out, _ = run(capsys, "stats", "--json")
+    cache = json.loads(out)["prompt_cache"]
+    assert cache["model"] == "claude-haiku-5-5" and cache["minimum_source"] == "assumed"
+    assert cache["min_cacheable_tokens"] == 4096 and cache["cacheable"] is True
+    assert min(cache["prefix_tokens"].values()) >= 4096
+    code, out, _ = run(capsys, "stats")
+    assert "prompt cache claude-haiku-5-5: minimum 4096 tokens (assumed)" in out and "cacheable" in out
+    monkeypatch.setenv("MCP_PROFILES_MODEL", "claude-sonnet-4-5")
+    code, out, _ = run(capsys, "stats", "--json")
+    cache = json.loads(out)["prompt_cache"]
+    assert (cache["min_cacheable_tokens"], cache["minimum_source"]) == (1024, "published")
+    assert 1024 <= max(cache["prefix_tokens"].values()) < 4096  # no filler on a 1,024 model

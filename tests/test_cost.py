@@ -82,9 +82,23 @@ async def test_usage_comes_from_the_bodies_and_resending_costs_nothing(data: Pat
         for u in api.usages
     )
     assert m.billed["warm/1024"] == pytest.approx(expected)
-    # above the prefix size nothing is cached; cold caches write every time
-    assert m.usage["warm/4096"]["input_tokens"] == m.prompt_tokens
+    # cold caches write every time
     assert m.usage["cold/1024"]["cache_read_input_tokens"] == 0
+    # for a 4,096 minimum the builder adds the extended examples, and the prefix is cached
+    assert m.usage["warm/4096"]["cache_read_input_tokens"] > 0
+    assert m.usage["warm/4096"]["cache_read_input_tokens"] >= 2 * 4096
+    assert m.usage["warm/4096"]["cache_read_input_tokens"] > m.usage["warm/1024"]["cache_read_input_tokens"]
+
+
+async def test_the_catalogue_is_cached_with_the_instructions(data: Path, tmp_path: Path) -> None:
+    """The topic catalogue is static per deployment: it ends the cached system block."""
+    api = ScriptedMessagesAPI(min_cacheable=4096)
+    await measure(corpus(data, "spc"), 8000, str(tmp_path / "db.sqlite3"), api=api, minimums=(4096,))
+    for body in api.bodies:
+        [system] = body["system"]
+        assert system["cache_control"] == {"type": "ephemeral"}
+        assert system["text"].rstrip().endswith("</topic_catalogue>")
+        assert "topic_catalogue" not in body["messages"][0]["content"][0]["text"]
 
 
 async def test_coalescing_batches_sessions_and_live_mode_does_not(data: Path, tmp_path: Path) -> None:
@@ -171,7 +185,8 @@ def test_the_command_line_prints_assumptions_and_a_table(
         == 0
     )
     printed = capsys.readouterr().out
-    assert "scripted model" in printed and "warm/4096" in printed
+    assert "scripted model" in printed and "warm/4096" in printed and "warm/1024" not in printed
+    assert "claude-haiku-5-5: minimum cacheable prefix 4096 tokens (no published figure" in printed
     assert "| all | 8000 |" in printed
     report = json.loads(out.read_text())
     assert report["scripted"] is True and len(report["results"]) == 3

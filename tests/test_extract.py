@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mcp_profiles.cache_limits import UNKNOWN_MODEL_MIN, cache_minimum, low_token_count, min_cacheable_tokens
 from mcp_profiles.errors import ExtractionFailed
 from mcp_profiles.extract import (
     TOOL_NAME,
@@ -18,6 +19,7 @@ from mcp_profiles.extract import (
     Extraction,
     SetOp,
     build_request,
+    cached_prefix_tokens,
     estimate_tokens,
     extract,
     extraction_schema,
@@ -26,9 +28,9 @@ from mcp_profiles.extract import (
     sampling_messages,
     split_data,
 )
-from mcp_profiles.llm import LLMRequest, Usage
+from mcp_profiles.llm import DEFAULT_MODEL, LLMRequest, Usage
 from mcp_profiles.merge import merge_extraction
-from mcp_profiles.models import Attribute, Profile
+from mcp_profiles.models import Attribute, Kind, Profile
 from mcp_profiles.prompts import load_prompt
 from tests.fakes import MessagesAPI, anthropic_llm
 
@@ -193,16 +195,22 @@ def test_context_lists_the_profile_compactly_and_marks_manual_values() -> None:
             "interests.tea": Attribute(value="green", source="extracted", confidence=0.8),
         },
     )
-    context = request_for([DataChunk("d_1", None, "x")], profile).context
-    assert "Preferred topics: work, interests" in context
-    assert 'interests.tea = "green"\nwork.role = "engineer" (set by hand)' in context
-    assert "must not be extracted" in context
+    request = request_for([DataChunk("d_1", None, "x")], profile)
+    assert 'interests.tea = "green"\nwork.role = "engineer" (set by hand)' in request.context
+    assert "topic_catalogue" not in request.context
+    # The deployment's topic rules are the same on every call: they end the cached system prompt.
+    assert request.system.endswith(
+        "Preferred topics: work, interests\nSensitive categories "
+        "(health, religion, politics, sexuality, ethnicity) must not be extracted, "
+        "under any topic.\n</topic_catalogue>"
+    )
 
 
 def test_system_prompt_is_the_same_bytes_whatever_the_data() -> None:
     a = request_for([DataChunk("d_1", None, "one")])
     b = request_for([DataChunk("d_2", "log", "two")], Profile(id="bob", name="Bob"))
-    assert a.system == b.system == load_prompt("user", PROMPTS)
+    assert a.system == b.system
+    assert a.system.startswith(load_prompt("user", PROMPTS))
     assert TOOL_NAME in a.system and "$" not in a.system.replace("$$", "")
 
 
@@ -214,7 +222,53 @@ def test_few_shot_examples_match_the_schema_and_are_grounded(kind: str) -> None:
         chunk = DataChunk(f"ex{number}", example.get("input_type"), example["data"])
         result = merge_extraction(Profile(id="p", kind="user"), extraction, [chunk], at="t")
         assert sum(result.dropped.values()) == 0, (number, result.dropped)
-        assert f'<data id="ex{number}"' in load_prompt(kind)  # type: ignore[arg-type]
+        assert f'<data id="ex{number}"' in load_prompt(kind, None, UNKNOWN_MODEL_MIN)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["user", "assistant"])
+def test_the_prefix_reaches_the_default_models_minimum_counted_low(kind: Kind) -> None:
+    """claude-haiku-5-5 has no published minimum: the prefix is built for the largest known one.
+
+    Counted at four characters a token (fewer tokens than a real tokenizer finds), the cached
+    prefix still reaches 4,096, so the breakpoint caches; with a 1,024 minimum the extended
+    examples are left out, because every call would pay for them.
+    """
+    minimum, published = min_cacheable_tokens(DEFAULT_MODEL)
+    assert (minimum, published) == (4096, False)
+    full = load_prompt(kind, None, minimum)
+    core = load_prompt(kind, None, 1024)
+    request = build_request(
+        kind,
+        Profile(id="p", kind=kind),
+        [],
+        system=full,
+        catalogue=["work"],
+        allow_sensitive=False,
+        max_tokens=1,
+    )
+    assert cached_prefix_tokens(request, low_token_count) >= minimum
+    assert core == load_prompt(kind) and len(core) < len(full)
+    examples = json.loads((PROMPTS / f"examples_{kind}.json").read_text())
+    assert full.count("<example>") == len(examples)
+    assert core.count("<example>") == sum(1 for e in examples if not e.get("extended"))
+
+
+def test_minimums_table_matches_dated_snapshots_and_falls_back_to_the_largest() -> None:
+    assert min_cacheable_tokens("claude-haiku-4-5-20251001") == (4096, True)
+    assert min_cacheable_tokens("anthropic:claude-sonnet-4-5") == (1024, True)
+    assert min_cacheable_tokens("claude-opus-5") == (512, True)
+    assert min_cacheable_tokens("claude-opus-4-6") == (4096, True)
+    assert min_cacheable_tokens("some-new-model") == (UNKNOWN_MODEL_MIN, False)
+    assert cache_minimum("claude-sonnet-4-5", 2048) == 2048
+    assert cache_minimum("claude-sonnet-4-5") == 1024
+
+
+def test_extended_examples_must_follow_the_core_ones(tmp_path: Path) -> None:
+    (tmp_path / "extract_user.md").write_text("Instructions\n$examples\n")
+    good = {"data": "I like tea", "answer": {"operations": []}}
+    (tmp_path / "examples_user.json").write_text(json.dumps([{**good, "extended": True}, good]))
+    with pytest.raises(ValueError, match="extended examples must come after"):
+        load_prompt("user", tmp_path)
 
 
 def test_a_broken_custom_example_fails_at_load(tmp_path: Path) -> None:

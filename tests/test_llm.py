@@ -47,9 +47,9 @@ async def test_request_forces_the_tool_and_caches_the_static_prefix() -> None:
     assert [t["name"] for t in first["tools"]] == [TOOL_NAME]
     assert first["tools"][0]["input_schema"] == extraction_schema()
     assert first["system"] == second["system"]
-    assert first["system"] == [
-        {"type": "text", "text": "STATIC SYSTEM PROMPT", "cache_control": {"type": "ephemeral"}}
-    ]
+    [system] = first["system"]
+    assert system["cache_control"] == {"type": "ephemeral"}
+    assert system["text"].startswith("STATIC SYSTEM PROMPT\n\n<topic_catalogue")
     context, data = first["messages"][0]["content"]
     assert "cache_control" not in context and "cache_control" not in data
     assert '<data id="d_1" input_type="chat history">\nUser: I like tea\n</data>' in data["text"]
