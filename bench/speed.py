@@ -53,7 +53,7 @@ PEER_CAP = 10_000
 NAMESPACE = "default"
 IN_FLIGHT = (1, 4, 16)
 WRITERS = 16
-SEED_VERSION = 1  # bump when make_profile or seed_database change: cached seeds are rebuilt
+SEED_VERSION = 2  # bump when make_profile or seed_database change: cached seeds are rebuilt
 
 Metrics = dict[str, float]
 Mode = Literal["auto", "legacy"]
@@ -176,7 +176,7 @@ async def seed_database(path: str, k: int, rng: random.Random, batch: int = 2000
     the document, ``insert_profile`` writes the row, its tags and its full-text entry, and
     ``add_revision`` records version 1 with the service's diff.
     """
-    from mcp_profiles.models import now
+    from mcp_profiles.models import Evidence, now
     from mcp_profiles.patching import Limits, apply_patch, diff
     from mcp_profiles.store import ProfileStore
 
@@ -186,15 +186,32 @@ async def seed_database(path: str, k: int, rng: random.Random, batch: int = 2000
             async with store.write() as tx:
                 for i in range(start, min(k, start + batch)):
                     at = now()
+                    patch = make_profile(i, rng)
+                    # Provenance is the server's (a patch cannot set it): apply the plain values,
+                    # then mark the extracted ones as extraction would.
+                    provenance = {
+                        key: attr
+                        for key, attr in patch["attributes"].items()
+                        if isinstance(attr, dict) and attr.get("source") == "extracted"
+                    }
+                    for key, attr in provenance.items():
+                        patch["attributes"][key] = {"value": attr["value"], "confidence": attr["confidence"]}
                     new = apply_patch(
                         None,
-                        make_profile(i, rng),
+                        patch,
                         profile_id=profile_id(i),
                         kind="user",
                         replace=False,
                         at=at,
                         limits=limits,
                     )
+                    for key, attr in provenance.items():
+                        new.attributes[key] = new.attributes[key].model_copy(
+                            update={
+                                "source": "extracted",
+                                "evidence": [Evidence.model_validate(e) for e in attr["evidence"]],
+                            }
+                        )
                     new.version, new.created_at, new.updated_at = 1, at, at
                     pk = await tx.insert_profile(NAMESPACE, new)
                     await tx.add_revision(
