@@ -182,8 +182,32 @@ async def _compress_revisions(db: aiosqlite.Connection, batch: int = 2000) -> No
         last = (int(rows[-1][0]), int(rows[-1][1]))
 
 
+async def _compress_documents(db: aiosqlite.Connection, batch: int = 2000) -> None:
+    """Migration 008, in place: compress every current document.
+
+    A document is about 2 KB of JSON, so only one row fit on a 4 KiB page and the profiles
+    table took about 4 KB per profile; compressed, four rows share a page.
+    """
+    last = -1
+    while True:
+        async with db.execute(
+            "SELECT pk, document FROM profiles WHERE pk > ? AND typeof(document) = 'text' ORDER BY pk LIMIT ?",
+            (last, batch),
+        ) as cur:
+            rows = list(await cur.fetchall())
+        if not rows:
+            return
+        await db.executemany(
+            "UPDATE profiles SET document = ? WHERE pk = ?", [(pack(str(r[1])), r[0]) for r in rows]
+        )
+        last = int(rows[-1][0])
+
+
 # Steps a migration needs beyond SQL, run after its statements in the same transaction.
-_PYTHON_STEPS: dict[int, Callable[[aiosqlite.Connection], Awaitable[None]]] = {7: _compress_revisions}
+_PYTHON_STEPS: dict[int, Callable[[aiosqlite.Connection], Awaitable[None]]] = {
+    7: _compress_revisions,
+    8: _compress_documents,
+}
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -435,15 +459,16 @@ class ReadTx:
         ) or await self._one("SELECT pk, document FROM profiles WHERE namespace = ? AND alias = ?", (ns, ref))
         if row is None:
             return None
-        return int(row[0]), Profile.model_validate_json(row[1])
+        return int(row[0]), Profile.model_validate_json(unpack(row[1]))
 
     async def document_json(self, ns: str, ref: str) -> str | None:
         """The stored JSON text of a profile named by id or alias, not parsed: every writer
-        stores ``Profile.model_dump_json()``, so this is the served document as it is."""
+        stores ``Profile.model_dump_json()`` (compressed since 008), so this is the served
+        document as it is."""
         row = await self._one(
             "SELECT document FROM profiles WHERE namespace = ? AND id = ?", (ns, ref)
         ) or await self._one("SELECT document FROM profiles WHERE namespace = ? AND alias = ?", (ns, ref))
-        return str(row[0]) if row else None
+        return unpack(row[0]) if row else None
 
     async def profile_by_key(self, pk: int) -> Profile | None:
         """The document behind an internal key (None once deleted)."""
@@ -604,12 +629,14 @@ class ReadTx:
 
     async def connection_users(self, ns: str, connection_id: str) -> list[str]:
         """Ids of assistant profiles that use a connection (checked before removal)."""
+        # Documents are compressed (008), so SQL cannot look inside them; assistant profiles
+        # are few, and this runs only before a connection is removed.
         rows = await self._all(
-            "SELECT id FROM profiles WHERE namespace = ? AND kind = 'assistant' "
-            "AND json_extract(document, '$.connection_id') = ? ORDER BY id LIMIT 20",
-            (ns, connection_id),
+            "SELECT id, document FROM profiles WHERE namespace = ? AND kind = 'assistant' ORDER BY id",
+            (ns,),
         )
-        return [str(r[0]) for r in rows]
+        users = [str(r[0]) for r in rows if json.loads(unpack(r[1])).get("connection_id") == connection_id]
+        return users[:20]
 
     async def assistant_page(
         self, ns: str, *, capability: str | None, text: str | None, skip: int, take: int
@@ -907,7 +934,7 @@ class WriteTx(ReadTx):
                     profile.version,
                     profile.created_at,
                     profile.updated_at,
-                    profile.model_dump_json(),
+                    pack(profile.model_dump_json()),
                 ),
             )
         except sqlite3.IntegrityError as e:
@@ -939,7 +966,7 @@ class WriteTx(ReadTx):
                     profile.summary,
                     profile.version,
                     profile.updated_at,
-                    profile.model_dump_json(),
+                    pack(profile.model_dump_json()),
                     pk,
                     expected_version,
                 ),

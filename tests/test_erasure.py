@@ -148,7 +148,9 @@ async def test_delete_leaves_no_pii_in_the_database_wal_or_shm(connect: Any, con
         # the server is still running: its WAL and shared-memory files are live
         hits, scanned = scan(config.db_path)
         assert hits == {}, f"PII left after erasure: {hits}"
-        assert scanned > 300_000  # the bystanders are still there: a real file was read (history is compressed)
+        assert (
+            scanned > 300_000
+        )  # the bystanders are still there: a real file was read (history is compressed)
 
         assert (await client.call_tool("list_profiles", {"query": "quenwhistle"})).structured_content[
             "profiles"

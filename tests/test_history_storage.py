@@ -1,5 +1,6 @@
-"""Compact history (migration 007): revisions are stored compressed in a rowid table, a
-database written before 007 is migrated in place, and every old version stays exact."""
+"""Compact storage (migrations 007 and 008): revisions are stored compressed in a rowid table
+and current documents compressed; a database written before them is migrated in place, and
+every old version, the current document and revert stay exact."""
 
 from __future__ import annotations
 
@@ -46,7 +47,9 @@ def _as_before_007(db: str) -> dict[int, str]:
             "INSERT INTO revisions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [(*r[:6], unpack(r[6]), unpack(r[7])) for r in rows],
         )
-        conn.execute("DELETE FROM schema_migrations WHERE version = 7")
+        docs = conn.execute("SELECT pk, document FROM profiles").fetchall()
+        conn.executemany("UPDATE profiles SET document = ? WHERE pk = ?", [(unpack(d), pk) for pk, d in docs])
+        conn.execute("DELETE FROM schema_migrations WHERE version IN (7, 8)")
         conn.commit()
         return {int(r[1]): unpack(r[7]) for r in rows}
 
@@ -57,8 +60,15 @@ async def test_history_is_compressed_and_old_databases_migrate_in_place(config: 
         assert {t for (t,) in conn.execute("SELECT DISTINCT typeof(snapshot) FROM revisions")} == {"blob"}
         table = conn.execute("SELECT sql FROM sqlite_schema WHERE name = 'revisions'").fetchone()[0]
         assert "WITHOUT ROWID" not in table
+    async with connect() as client:
+        served = await client.read_resource("profile://u1")
+        current = (await client.call_tool("get_profile", {"profile": "u1"})).structured_content
     snapshots = _as_before_007(config.db)
+    with closing(sqlite3.connect(config.db)) as conn:
+        assert conn.execute("SELECT typeof(document) FROM profiles").fetchone() == ("text",)
     async with connect() as client:  # opening migrates: rows compressed, table rebuilt
+        assert await client.read_resource("profile://u1") == served
+        assert (await client.call_tool("get_profile", {"profile": "u1"})).structured_content == current
         history = (await client.call_tool("profile_history", {"profile": "u1"})).structured_content
         assert history is not None and history["versions"] == before
         reverted = await client.call_tool("revert_profile", {"profile": "u1", "version": 1})
@@ -72,7 +82,10 @@ async def test_history_is_compressed_and_old_databases_migrate_in_place(config: 
         assert {r[0]: zlib.decompress(r[3]).decode() for r in rows if r[0] <= 3} == snapshots
         table = conn.execute("SELECT sql FROM sqlite_schema WHERE name = 'revisions'").fetchone()[0]
         assert "WITHOUT ROWID" not in table
-        assert conn.execute("SELECT 1 FROM schema_migrations WHERE version = 7").fetchone()
+        assert conn.execute("SELECT count(*) FROM schema_migrations WHERE version IN (7, 8)").fetchone() == (
+            2,
+        )
+        assert conn.execute("SELECT DISTINCT typeof(document) FROM profiles").fetchall() == [("blob",)]
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         # the primary key still holds
         assert (
