@@ -271,11 +271,17 @@ async def get_profile(
 ) -> Annotated[CallToolResult, Profile]:
     """Read one profile (also available as the resource profile://{id})."""
     app = app_of(ctx)
-    doc = await app.service.get_profile(namespace_of(app), profile)
-    body = render_markdown(doc) if format == "markdown" else doc.model_dump_json(indent=2)
-    return CallToolResult(
-        content=[TextContent(type="text", text=body)], structured_content=doc.model_dump(mode="json")
-    )
+    if format == "markdown":
+        doc = await app.service.get_profile(namespace_of(app), profile)
+        return CallToolResult(
+            content=[TextContent(type="text", text=render_markdown(doc))],
+            structured_content=doc.model_dump(mode="json"),
+        )
+    # The stored text is Profile.model_dump_json() of a validated document: parse it as
+    # plain JSON instead of validating it again (the same dict, and the same indented text).
+    structured = json.loads(await app.service.get_profile_json(namespace_of(app), profile))
+    body = json.dumps(structured, indent=2, ensure_ascii=False)
+    return CallToolResult(content=[TextContent(type="text", text=body)], structured_content=structured)
 
 
 async def list_profiles(

@@ -284,7 +284,7 @@ async def test_a_reader_during_the_delete_makes_it_wal_pending_and_the_next_writ
             assert scan(config.db_path)[0] == held  # nothing finishes it by itself
             await client.call_tool("update_profile", {"profile": "bystander-00", "patch": {"name": "Next"}})
             hits, scanned = scan(config.db_path)
-            assert hits == {} and scanned > 500_000, hits
+            assert hits == {} and scanned > 300_000, hits  # history is compressed
     print(f"\nwal_pending erasure: PII in {sorted(held)} while read, 0 hits after the next write")
 
 

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mcp_profiles.store import unpack
+
 ROOT = Path(__file__).resolve().parents[2]
 PROCS = Path(__file__).resolve().parent
 
@@ -75,7 +77,7 @@ def versions_consistent(db: str | Path) -> dict[str, tuple[int, int]]:
             (snapshot,) = con.execute(
                 "SELECT snapshot FROM revisions WHERE profile_pk = ? AND version = ?", (pk, version)
             ).fetchone()
-            assert json.loads(snapshot) == json.loads(document), pid
+            assert json.loads(unpack(snapshot)) == json.loads(unpack(document)), pid
             out[pid] = (version, len(revs))
         return out
     finally:
@@ -90,7 +92,7 @@ def document(db: str | Path, profile_id: str, namespace: str = "default") -> dic
             "SELECT document FROM profiles WHERE namespace = ? AND id = ?", (namespace, profile_id)
         ).fetchone()
         assert row is not None, profile_id
-        return dict(json.loads(row[0]))
+        return dict(json.loads(unpack(row[0])))
     finally:
         con.close()
 
