@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 
@@ -25,6 +25,10 @@ from .config import DEFAULT_MODEL, Config, check_prompt_bytes, parse_tokens
 from .errors import Invalid, ProfilesError, TooLarge
 from .service import ProfileService
 from .store import ProfileStore
+
+if TYPE_CHECKING:
+    from .jobs import Extractor
+    from .llm import LLM
 
 __all__ = ["main"]
 
@@ -380,8 +384,22 @@ async def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
         except (OSError, UnicodeDecodeError) as e:
             raise Invalid(f"cannot read {name}: {e}") from None
     llm = None if args.no_wait else llm_from_env(config)
+    if args.batch and llm is None:
+        raise Invalid(f"cannot extract with --batch: {_no_model(config)}")
     failed = 0
     async with open_app(config, llm=llm, worker=False) as app:
+        if args.batch:  # queue every file, then one batch run for the profile
+            profile_pk = None
+            for name, text in texts:
+                item, duplicate, _ = await app.extractor.submit(
+                    config.namespace, args.profile, text, args.input_type, args.kind
+                )
+                profile_pk = item.profile_pk
+                if duplicate:
+                    print(f"{name}: already received as job {item.id} ({item.status}); skipped")
+                else:
+                    print(f"{name}: queued as job {item.id} for a batch")
+            return await _run_batch(app.extractor, llm, config, profile_pk, args.poll_seconds)
         for name, text in texts:
             outcome = await app.extractor.upsert(
                 config.namespace,
@@ -423,6 +441,14 @@ async def cmd_process(args: argparse.Namespace, config: Config) -> int:
         await ex.recover()
         if args.retry_failed:
             print(f"queued {await ex.retry_failed(config.namespace, args.profile)} failed item(s) again")
+        found = None
+        if args.profile:
+            async with app.store.read() as tx:
+                found = await tx.locate(config.namespace, args.profile)
+            if found is None:
+                raise Invalid(f"profile {args.profile!r} does not exist")
+        if args.batch:
+            return await _run_batch(ex, llm, config, found[0] if found else None, args.poll_seconds)
         if args.profile:
             results = await ex.process_profile(config.namespace, args.profile, _Bar(args.profile))
         else:
@@ -437,6 +463,36 @@ async def cmd_process(args: argparse.Namespace, config: Config) -> int:
         line += f", {len(waiting)} to be tried again (the model was unavailable; see 'mcp-profiles stats')"
     print(line)
     return 1 if failed else 0
+
+
+async def _run_batch(
+    ex: Extractor, llm: LLM | None, config: Config, profile_pk: int | None, poll_seconds: float
+) -> int:
+    """Extract waiting items through Message Batches, with a progress line per poll."""
+    from .batches import run_batches
+    from .llm import AnthropicLLM
+
+    if not isinstance(llm, AnthropicLLM):
+        raise Invalid("--batch needs the Anthropic API (ANTHROPIC_API_KEY), not the client's model")
+    run = await run_batches(
+        ex,
+        llm,
+        config.namespace,
+        profile_pk=profile_pk,
+        poll_seconds=poll_seconds,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    print(
+        f"batches: {run.batches_sent} sent ({run.requests_sent} request(s)), {run.batches_resumed} resumed; "
+        f"{run.answered} answered, {run.not_answered} not answered"
+    )
+    print(f"processed {run.items} item(s); {run.failed_items} failed (see 'mcp-profiles stats')")
+    if run.requeued_items:
+        print(
+            f"{run.requeued_items} item(s) are back in the queue ({'; '.join(dict.fromkeys(run.errors))}); "
+            "run 'mcp-profiles process --batch' again"
+        )
+    return 1 if run.failed_items or run.requeued_items else 0
 
 
 async def cmd_stats(args: argparse.Namespace, config: Config) -> int:
@@ -456,6 +512,7 @@ async def cmd_stats(args: argparse.Namespace, config: Config) -> int:
     print(
         f"LLM usage  {u['requests']} requests, {u['input_tokens']} input tokens, {u['output_tokens']} output, "
         f"{u['cache_read_input_tokens']} cache read, {u['cache_creation_input_tokens']} cache write"
+        + (f"; {u['batch_requests']} at the batch rate (half price)" if u.get("batch_requests") else "")
     )
     pc = stats["prompt_cache"]
     sizes = ", ".join(f"{kind} {n}" for kind, n in pc["prefix_tokens"].items())
@@ -485,6 +542,18 @@ def _max_attempts(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="tries per data item when the model is rate limited, overloaded or unreachable, with "
         "exponential backoff (env MCP_PROFILES_MAX_ATTEMPTS; default 5)",
+    )
+
+
+def _batch_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--batch",
+        action="store_true",
+        help="send the work as Message Batches (half price, answered within 24 hours); an interrupted "
+        "run resumes its batches without sending them again",
+    )
+    p.add_argument(
+        "--poll-seconds", type=float, default=30.0, help="with --batch: seconds between status checks"
     )
 
 
@@ -772,6 +841,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-wait", action="store_true", help="only store the data; extract later with 'process'")
     _max_attempts(p)
+    _batch_args(p)
     p.set_defaults(func=cmd_ingest)
 
     p = _sub(
@@ -786,6 +856,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("profile", nargs="?", help="only this profile (default: every profile with waiting items)")
     p.add_argument("--retry-failed", action="store_true", help="queue failed items again first")
     _max_attempts(p)
+    _batch_args(p)
     p.set_defaults(func=cmd_process)
 
     p = _sub(

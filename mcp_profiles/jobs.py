@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -152,13 +153,7 @@ def backoff(attempt: int, base: float, retry_after: float | None, cap: float = 3
 def _share(usage: Usage, weights: list[int]) -> list[Usage]:
     """Split one call's usage over the items in it, by their share of the data."""
     total = sum(weights) or 1
-    fields_ = (
-        "requests",
-        "input_tokens",
-        "output_tokens",
-        "cache_creation_input_tokens",
-        "cache_read_input_tokens",
-    )
+    fields_ = [f.name for f in dataclass_fields(Usage)]
     parts: list[dict[str, int]] = [{} for _ in weights]
     for name in fields_:
         value = getattr(usage, name)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MODEL",
+    "BatchState",
     "LLM",
     "AnthropicLLM",
     "LLMAnswer",
@@ -80,6 +81,7 @@ class Usage:
     output_tokens: int = 0
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+    batch_requests: int = 0  # of ``requests``, how many went through a Message Batch (half price)
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -88,6 +90,7 @@ class Usage:
             self.output_tokens + other.output_tokens,
             self.cache_creation_input_tokens + other.cache_creation_input_tokens,
             self.cache_read_input_tokens + other.cache_read_input_tokens,
+            self.batch_requests + other.batch_requests,
         )
 
     def billed_input_equivalent(self) -> float:
@@ -108,7 +111,16 @@ class Usage:
             "output_tokens": self.output_tokens,
             "cache_creation_input_tokens": self.cache_creation_input_tokens,
             "cache_read_input_tokens": self.cache_read_input_tokens,
+            "batch_requests": self.batch_requests,
         }
+
+
+@dataclass(frozen=True)
+class BatchState:
+    """A Message Batch as the API reports it."""
+
+    status: str  # in_progress, canceling, ended
+    counts: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -216,20 +228,7 @@ class AnthropicLLM:
 
         client = self._sdk()
         try:
-            message = await client.messages.create(
-                model=self.model,
-                max_tokens=request.max_tokens,
-                system=[{"type": "text", "text": request.system, "cache_control": _EPHEMERAL}],
-                messages=_messages(request, repair),
-                tools=[
-                    {
-                        "name": request.tool_name,
-                        "description": request.tool_description,
-                        "input_schema": request.input_schema,
-                    }
-                ],
-                tool_choice={"type": "tool", "name": request.tool_name, "disable_parallel_tool_use": True},
-            )
+            message = await client.messages.create(**self.params(request, repair))
         except anthropic.APIStatusError as e:
             if e.status_code in (429, 529) or e.status_code >= 500:
                 raise ModelUnavailable(_status_reason(e, self.model), _retry_after(e.response.headers)) from e
@@ -252,12 +251,97 @@ class AnthropicLLM:
             raise ExtractionFailed("no Anthropic credentials; set ANTHROPIC_API_KEY") from e
         return _answer(message, request.tool_name)
 
+    def params(self, request: LLMRequest, repair: Repair | None = None) -> dict[str, Any]:
+        """The Messages API parameters of one extraction call (also one request of a batch)."""
+        return {
+            "model": self.model,
+            "max_tokens": request.max_tokens,
+            "system": [{"type": "text", "text": request.system, "cache_control": _EPHEMERAL}],
+            "messages": _messages(request, repair),
+            "tools": [
+                {
+                    "name": request.tool_name,
+                    "description": request.tool_description,
+                    "input_schema": request.input_schema,
+                }
+            ],
+            "tool_choice": {"type": "tool", "name": request.tool_name, "disable_parallel_tool_use": True},
+        }
+
+    # ---- Message Batches: half price, answered within 24 hours ----------------------------
+
+    async def create_batch(self, requests: list[tuple[str, dict[str, Any]]]) -> str:
+        """Send ``(custom_id, params)`` requests as one Message Batch; returns its id."""
+        import anthropic
+
+        client = self._sdk()
+        # params come from self.params(), the same dict messages.create is called with
+        body: list[Any] = [{"custom_id": cid, "params": params} for cid, params in requests]
+        try:
+            batch = await client.messages.batches.create(requests=body)
+        except anthropic.APIError as e:
+            raise _translate(e, self) from e
+        return batch.id
+
+    async def batch_state(self, batch_id: str) -> BatchState:
+        """Where a batch is: ``in_progress``, ``canceling`` or ``ended``, with its counts."""
+        import anthropic
+
+        try:
+            batch = await self._sdk().messages.batches.retrieve(batch_id)
+        except anthropic.APIError as e:
+            raise _translate(e, self) from e
+        counts = batch.request_counts
+        return BatchState(
+            batch.processing_status,
+            {
+                "processing": counts.processing,
+                "succeeded": counts.succeeded,
+                "errored": counts.errored,
+                "canceled": counts.canceled,
+                "expired": counts.expired,
+            },
+        )
+
+    async def batch_results(self, batch_id: str, tool_name: str) -> dict[str, LLMAnswer | str]:
+        """An ended batch's results by custom_id: the answer, or why there is none."""
+        import anthropic
+
+        out: dict[str, LLMAnswer | str] = {}
+        try:
+            async for entry in await self._sdk().messages.batches.results(batch_id):
+                result = entry.result
+                if result.type == "succeeded":
+                    answer = _answer(result.message, tool_name)
+                    out[entry.custom_id] = replace(answer, usage=replace(answer.usage, batch_requests=1))
+                elif result.type == "errored":
+                    error = result.error.error
+                    out[entry.custom_id] = f"the batch request failed ({error.type}: {error.message[:200]})"
+                else:
+                    out[entry.custom_id] = f"the batch request was {result.type}"
+        except anthropic.APIError as e:
+            raise _translate(e, self) from e
+        return out
+
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.close()
             self._client = None
         elif self._http_client is not None:
             await self._http_client.aclose()
+
+
+def _translate(e: anthropic.APIError, llm: AnthropicLLM) -> ExtractionFailed:
+    """An SDK failure of a batch call as ExtractionFailed, worded as for single calls."""
+    import anthropic
+
+    if isinstance(e, anthropic.APIStatusError):
+        return ExtractionFailed(_status_reason(e, llm.model))
+    if isinstance(e, anthropic.APITimeoutError):
+        return ExtractionFailed(f"the Anthropic API did not answer within {llm.timeout:g} s")
+    if isinstance(e, anthropic.APIConnectionError):
+        return ExtractionFailed("could not reach the Anthropic API; check the network and ANTHROPIC_BASE_URL")
+    return ExtractionFailed(f"the Anthropic API failed ({type(e).__name__})")
 
 
 def anthropic_from_env(model: str, env: Mapping[str, str]) -> AnthropicLLM | None:

@@ -807,6 +807,15 @@ class ReadTx:
             )
         return [str(r[0]) for r in rows]
 
+    async def open_batches(self, ns: str, model: str) -> dict[str, list[str]]:
+        """Batches sent and not yet read, by id: the custom ids of their requests."""
+        rows = await self._all(
+            "SELECT id, custom_ids FROM extraction_batches WHERE namespace = ? AND model = ? "
+            "AND status = 'submitted' ORDER BY created_at",
+            (ns, model),
+        )
+        return {str(r[0]): list(json.loads(r[1])) for r in rows}
+
     async def queued_profiles(self, due: float | None = None, limit: int = 100) -> list[tuple[str, int]]:
         """(namespace, profile key) pairs with pending items (due by ``due``, when given),
         oldest first."""
@@ -877,8 +886,8 @@ class ReadTx:
             s.items[str(status)] = int(n)
         row = await self._one(
             "SELECT coalesce(sum(requests),0), coalesce(sum(input_tokens),0), coalesce(sum(output_tokens),0), "
-            "coalesce(sum(cache_read_tokens),0), coalesce(sum(cache_write_tokens),0) "
-            "FROM data_items WHERE namespace = ?",
+            "coalesce(sum(cache_read_tokens),0), coalesce(sum(cache_write_tokens),0), "
+            "coalesce(sum(batch_requests),0) FROM data_items WHERE namespace = ?",
             (ns,),
         )
         if row is None:  # an aggregate always yields one row
@@ -889,6 +898,7 @@ class ReadTx:
             "output_tokens",
             "cache_read_input_tokens",
             "cache_creation_input_tokens",
+            "batch_requests",
         )
         s.tokens = {k: int(v) for k, v in zip(names, row, strict=True)}
         return {"profiles": s.profiles, "versions": s.versions, "items": s.items, "usage": s.tokens}
@@ -1251,7 +1261,7 @@ class WriteTx(ReadTx):
                 "UPDATE data_items SET status = ?, error = ?, result = coalesce(?, result), updated_at = ?, "
                 "attempts = attempts + ?, requests = requests + ?, input_tokens = input_tokens + ?, "
                 "output_tokens = output_tokens + ?, cache_read_tokens = cache_read_tokens + ?, "
-                f"cache_write_tokens = cache_write_tokens + ? WHERE id = ?{claim}",
+                f"cache_write_tokens = cache_write_tokens + ?, batch_requests = batch_requests + ? WHERE id = ?{claim}",
                 (
                     status,
                     error,
@@ -1263,6 +1273,7 @@ class WriteTx(ReadTx):
                     u.get("output_tokens", 0),
                     u.get("cache_read_input_tokens", 0),
                     u.get("cache_creation_input_tokens", 0),
+                    u.get("batch_requests", 0),
                     item_id,
                     *((owner,) if owner is not None else ()),
                 ),
@@ -1304,6 +1315,20 @@ class WriteTx(ReadTx):
             (owner, at, ns, item_id),
         )
         return cur.rowcount == 1
+
+    async def add_batch(self, ns: str, batch_id: str, model: str, custom_ids: Sequence[str], at: str) -> None:
+        """Remember a sent Message Batch and the requests in it."""
+        await self._db.execute(
+            "INSERT INTO extraction_batches (id, namespace, model, custom_ids, status, created_at) "
+            "VALUES (?, ?, ?, ?, 'submitted', ?)",
+            (batch_id, ns, model, json.dumps(list(custom_ids)), at),
+        )
+
+    async def end_batch(self, batch_id: str, at: str) -> None:
+        """A batch whose results were read: never waited for again."""
+        await self._db.execute(
+            "UPDATE extraction_batches SET status = 'ended', ended_at = ? WHERE id = ?", (at, batch_id)
+        )
 
     async def processing_claims(self) -> list[tuple[str, str | None, float | None]]:
         """(item id, owner, claimed at) of every item being processed."""
