@@ -53,7 +53,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,9 @@ import httpx2
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.batch_api import BatchesAPI  # noqa: E402
 from bench.eval_data import load_locomo, load_spc  # noqa: E402
+from mcp_profiles.batches import run_batches  # noqa: E402
 from mcp_profiles.cache_limits import min_cacheable_tokens  # noqa: E402
 from mcp_profiles.config import Config  # noqa: E402
 from mcp_profiles.extract import TOOL_NAME, TOOL_USE_OVERHEAD, estimate_tokens  # noqa: E402
@@ -74,6 +76,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO / ".." / "shared" / "eval-data"
 NAMESPACE = "default"
 MODEL = DEFAULT_MODEL
+BATCH_RATE = 0.5
 LOOKBACK = 20
 
 Tokenizer = Callable[[str], int]
@@ -232,7 +235,10 @@ class ScriptedMessagesAPI:
     def handler(self, request: httpx2.Request) -> httpx2.Response:
         if request.method != "POST" or request.url.path != "/v1/messages":
             return httpx2.Response(404, json={"type": "error", "error": {"type": "not_found_error"}})
-        body = json.loads(request.content)
+        return httpx2.Response(200, json=self.answer(json.loads(request.content)))
+
+    def answer(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The message answering one request body (a call, or one request of a batch)."""
         self.bodies.append(body)
         answer = fixed_answer(body)
         output = self.tokens(f"{TOOL_NAME} {json.dumps(answer, ensure_ascii=False)}")
@@ -240,21 +246,24 @@ class ScriptedMessagesAPI:
         usage = {**self.cache.usage(body), "output_tokens": output}
         self.usages.append(usage)
         n = len(self.bodies)
-        return httpx2.Response(
-            200,
-            json={
-                "id": f"msg_scripted_{n:05d}",
-                "type": "message",
-                "role": "assistant",
-                "model": body.get("model", MODEL),
-                "content": [
-                    {"type": "tool_use", "id": f"toolu_scripted_{n:05d}", "name": TOOL_NAME, "input": answer}
-                ],
-                "stop_reason": "tool_use",
-                "stop_sequence": None,
-                "usage": usage,
-            },
-        )
+        return {
+            "id": f"msg_scripted_{n:05d}",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model", MODEL),
+            "content": [
+                {"type": "tool_use", "id": f"toolu_scripted_{n:05d}", "name": TOOL_NAME, "input": answer}
+            ],
+            "stop_reason": "tool_use",
+            "stop_sequence": None,
+            "usage": usage,
+        }
+
+    def batch_llm(self, model: str = MODEL) -> AnthropicLLM:
+        """The real adapter and SDK over a scripted Message Batches endpoint answering like this API."""
+        batches = BatchesAPI(self.answer, polls=0)
+        client = httpx2.AsyncClient(transport=httpx2.MockTransport(batches.handler))
+        return AnthropicLLM(model, api_key="scripted", max_retries=0, http_client=client)
 
     def llm(self, model: str = MODEL) -> AnthropicLLM:
         """The real adapter and SDK over this API (no network)."""
@@ -294,10 +303,15 @@ class Corpus:
     name: str
     feeds: tuple[Feed, ...]
     live: bool  # process after every submit, instead of submitting everything and draining
+    batches: bool = False  # extracted through the Message Batches API (process --batch)
 
 
 def corpora(
-    root: Path | str, spc: int = 50, locomo: int = 2, locomo_sessions: int | None = None
+    root: Path | str,
+    spc: int = 50,
+    locomo: int = 2,
+    locomo_sessions: int | None = None,
+    batch_api: bool = False,
 ) -> list[Corpus]:
     """The scenarios: the first ``spc`` SPC dialogues, the first ``locomo`` LoCoMo conversations."""
     out: list[Corpus] = []
@@ -309,6 +323,8 @@ def corpora(
             Feed(f"locomo-{c.sample_id}", c.sessions[:locomo_sessions]) for c in load_locomo(root)[:locomo]
         )
         out += [Corpus("locomo-batch", feeds, live=False), Corpus("locomo-live", feeds, live=True)]
+    if batch_api:
+        out += [Corpus(f"{c.name} via batches", c.feeds, live=False, batches=True) for c in out if not c.live]
     return out
 
 
@@ -346,13 +362,16 @@ async def ingest(
     """
     config = Config(db=db_path, batch_tokens=batch_tokens, cache_min_tokens=minimum)
     started = time.perf_counter()
-    async with open_app(config, llm=api.llm(), worker=False) as app:
+    llm = api.batch_llm() if corpus.batches else api.llm()
+    async with open_app(config, llm=llm, worker=False) as app:
         extractor = app.extractor
         for feed in corpus.feeds:
             for data in feed.items:
                 item, _, _ = await extractor.submit(NAMESPACE, feed.ref, data, feed.input_type, "user")
                 if corpus.live:
                     await extractor.process(NAMESPACE, item.profile_pk)
+        if corpus.batches:
+            await run_batches(extractor, llm, NAMESPACE, poll_seconds=0)
         await extractor.drain()
         requests = len(api.bodies)
         stats = await app.service.stats(NAMESPACE)
@@ -398,7 +417,11 @@ async def measure(
         labels = [(f"warm/{minimum}", False)] + ([(f"cold/{minimum}", True)] if n == 0 else [])
         for label, cold in labels:
             u = replay(bodies, outputs, minimum, tokens, cold)
-            usage[label], billed[label] = u.as_dict(), u.billed_input_equivalent()
+            if corpus.batches:
+                u = replace(u, batch_requests=u.requests)
+            # Message Batches bill every token at half the price of the same call
+            rate = BATCH_RATE if corpus.batches else 1.0
+            usage[label], billed[label] = u.as_dict(), rate * u.billed_input_equivalent()
         if first is None:
             first = (run_api, requests, stats, resent)
     if first is None:
@@ -437,10 +460,11 @@ async def run(
     tokenizer: str = "estimate",
     minimums: Sequence[int] = (1024, 4096),
     workdir: Path | str | None = None,
+    batch_api: bool = False,
 ) -> list[Measurement]:
     """Every scenario at every budget, each in a fresh database."""
     tokens = TOKENIZERS[tokenizer]
-    scenarios = corpora(root, spc, locomo, locomo_sessions)
+    scenarios = corpora(root, spc, locomo, locomo_sessions, batch_api)
     results = []
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         for budget in budgets:
@@ -485,7 +509,8 @@ def total(rows: Sequence[Measurement], name: str = "all") -> Measurement:
 
 
 def table(results: Sequence[Measurement]) -> str:
-    """A Markdown table: one row per scenario and budget, plus the all-scenario total."""
+    """A Markdown table: one row per scenario and budget, plus the all-scenario total (and,
+    apart, the scenarios run through the Message Batches API with their own total)."""
     labels = list(results[0].billed)
     head = (
         "| scenario | budget | profiles | items | raw tokens | requests | requests/1k raw | input/raw | "
@@ -494,8 +519,11 @@ def table(results: Sequence[Measurement]) -> str:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     budgets = list(dict.fromkeys(r.batch_tokens for r in results))
     for budget in budgets:
-        rows = [r for r in results if r.batch_tokens == budget]
-        for r in [*rows, total(rows)] if len(rows) > 1 else rows:
+        rows = [r for r in results if r.batch_tokens == budget and not r.corpus.endswith(" via batches")]
+        via = [r for r in results if r.batch_tokens == budget and r.corpus.endswith(" via batches")]
+        shown = [*rows, total(rows)] if len(rows) > 1 else rows
+        shown += [*via, total(via, "all via batches")] if len(via) > 1 else via
+        for r in shown:
             billed = " | ".join(f"{r.per_raw(r.billed[label]):.2f}" for label in labels)
             lines.append(
                 f"| {r.corpus} | {budget} | {r.profiles} | {r.items} | {r.raw_tokens:,} | {r.requests} | "
@@ -510,8 +538,9 @@ Assumptions: scripted model (no live API); tokens = {tokenizer} for raw data and
 prompt = tools + system + message blocks + {overhead} tool-use system-prompt tokens; caching per
 Anthropic's rules (breakpoint prefix cached when >= the minimum cacheable length; write 1.25x,
 read 0.1x); warm/N = minimum N tokens (prompts built for that minimum), nothing expires during
-the run; cold/N = every request finds the cache empty. input/raw counts every prompt token (cached or not); output/raw is the
-scripted answer (<= 3 set operations), not a real model's."""
+the run; cold/N = every request finds the cache empty. input/raw counts every prompt token
+(cached or not); output/raw is the scripted answer (<= 3 set operations), not a real model's.
+Rows "via batches" went through the Message Batches API (process --batch), billed at half price."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -529,6 +558,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="comma-separated minimum cacheable prefixes to measure (default: the --model's, from "
         "mcp_profiles/cache_limits.py; the first also gives the cold figure)",
     )
+    parser.add_argument(
+        "--batch-api",
+        action="store_true",
+        help="also run the coalesced scenarios through the Message Batches API (process --batch)",
+    )
     parser.add_argument("--json", help="also write the measurements to this file")
     args = parser.parse_args(argv)
     root = Path(args.data)
@@ -539,7 +573,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     minimums = [int(m) for m in args.min_cacheable.split(",")] if args.min_cacheable else [minimum]
     results = anyio.run(
         lambda: run(
-            root, budgets, spc=args.spc, locomo=args.locomo, tokenizer=args.tokenizer, minimums=minimums
+            root,
+            budgets,
+            spc=args.spc,
+            locomo=args.locomo,
+            tokenizer=args.tokenizer,
+            minimums=minimums,
+            batch_api=args.batch_api,
         )
     )
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")

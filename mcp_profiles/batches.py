@@ -114,12 +114,14 @@ class BatchLLM:
             self._waiting[cid] = (params, request.tool_name, [], [])
         _, _, events, slot = self._waiting[cid]  # identical requests share one answer
         events.append(done)
-        self._waiters += 1
+        self._waiters += 1  # the driver takes it off when it answers
         self._changed.set()
         try:
             await done.wait()
         finally:
-            self._waiters -= 1
+            if not done.is_set():  # cancelled before an answer
+                self._waiters -= 1
+                events.remove(done)
         result = slot[0] if slot else "the batch run stopped before the request was answered"
         if isinstance(result, str):
             raise NotAnswered(result)
@@ -151,7 +153,7 @@ class BatchLLM:
                 while self._active > 0 and self._waiters < self._active:
                     await self._changed.wait()
                     self._changed = anyio.Event()
-                if not self._waiting:
+                if self._active == 0:
                     break
                 await self._answer_round()
         return self.run
@@ -188,6 +190,7 @@ class BatchLLM:
                 self.run.not_answered += 1
             else:
                 self.run.answered += 1
+            self._waiters -= len(events)
             for event in events:
                 event.set()
 

@@ -209,3 +209,42 @@ def test_ingest_batch_queues_the_files_and_extracts_them_in_one_batch(
 def test_batch_needs_the_anthropic_api(config: Config, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "process", "--batch")
     assert code != 0 and "ANTHROPIC_API_KEY" in err
+
+
+def test_later_parts_and_repairs_go_in_later_batches_built_on_the_merged_profile(
+    tmp_path: Path, config: Config, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A profile whose data needs two calls sends the second in a second batch, with the
+    first one's facts in its context, as a synchronous run does; a rejected answer is
+    repaired in the batch after it."""
+    monkeypatch.setenv("MCP_PROFILES_BATCH_TOKENS", "500")
+    calls = 0
+
+    def answer(params: dict[str, Any]) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # the first answer breaks the schema: repaired in the next batch
+            return {
+                **echo(params),
+                "content": [{"type": "tool_use", "id": "t", "name": TOOL_NAME, "input": {}}],
+            }
+        return echo(params)
+
+    api = BatchesAPI(answer, polls=0)
+    use(api, monkeypatch)
+    first = tmp_path / "first.txt"
+    second = tmp_path / "second.txt"
+    first.write_text("I live in Porto and work as a nurse.\n" + "I like long walks by the river.\n" * 60)
+    second.write_text("I started learning the cello this year.\n" + "Practice takes an hour a day.\n" * 60)
+    assert run(capsys, "ingest", "erin", str(first), str(second), "--no-wait")[0] == 0
+    code, out, err = run(capsys, "process", "--batch", "--poll-seconds", "0")
+    assert code == 0, (out, err, rows(config.db, "SELECT error FROM data_items"))
+    assert len(api.batches) >= 3  # first part, its repair, then the second part
+    last = api.batches[max(api.batches)].requests[-1]["params"]
+    context = last["messages"][0]["content"][0]["text"]
+    assert "I live in Porto and work as a nurse." in context  # built on the merged profile
+    doc = json.loads(run(capsys, "show", "erin", "--json")[1])
+    assert {a["value"] for a in doc["attributes"].values()} >= {
+        "I live in Porto and work as a nurse.",
+        "I started learning the cello this year.",
+    }

@@ -201,3 +201,15 @@ async def test_a_slice_of_the_stored_dialogues(tmp_path: Path) -> None:
     batch = next(r for r in results if r.corpus == "locomo-batch")
     live = next(r for r in results if r.corpus == "locomo-live")
     assert batch.requests < live.requests == 4
+
+
+async def test_the_batch_api_scenario_bills_half_and_merges_like_the_synchronous_one(
+    data: Path, tmp_path: Path
+) -> None:
+    [sync, via] = [c for c in corpora(data, spc=3, locomo=0, batch_api=True) if c.name.startswith("spc")]
+    assert via.batches and via.name == "spc via batches"
+    a = await measure(sync, 8000, str(tmp_path / "a.sqlite3"), minimums=(4096,))
+    b = await measure(via, 8000, str(tmp_path / "b.sqlite3"), minimums=(4096,))
+    assert a.requests == b.requests and a.failed_items == b.failed_items == 0
+    assert b.recorded["batch_requests"] == b.requests and a.recorded["batch_requests"] == 0
+    assert b.billed["warm/4096"] == pytest.approx(a.billed["warm/4096"] / 2)
