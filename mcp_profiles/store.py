@@ -730,9 +730,6 @@ class ReadTx:
         """Assistant profiles by id, filtered by capability and by a case-insensitive
         substring of id, alias or name; the total that match and the page ``skip``/``take``."""
         where, params = ["namespace = ?", "kind = 'assistant'"], [ns]
-        if capability:
-            where.append("json_extract(document, '$.capability') = ?")
-            params.append(capability)
         if text:
             where.append(
                 "(instr(lower(id), ?) > 0 OR instr(lower(coalesce(alias, '')), ?) > 0 "
@@ -740,11 +737,19 @@ class ReadTx:
             )
             params += [text.lower()] * 3
         cond = " AND ".join(where)
-        total = await self._one(f"SELECT count(*) FROM profiles WHERE {cond}", params)
-        rows = await self._all(
-            f"SELECT document FROM profiles WHERE {cond} ORDER BY id LIMIT ? OFFSET ?", [*params, take, skip]
-        )
-        return int(total[0]), [Profile.model_validate_json(r[0]) for r in rows]
+        if not capability:
+            total = await self._one(f"SELECT count(*) FROM profiles WHERE {cond}", params)
+            rows = await self._all(
+                f"SELECT document FROM profiles WHERE {cond} ORDER BY id LIMIT ? OFFSET ?",
+                [*params, take, skip],
+            )
+            return int(total[0]), [Profile.model_validate_json(unpack(r[0])) for r in rows]
+        # Documents are compressed (008), so the capability is read here, not by SQL; assistant
+        # profiles are few.
+        rows = await self._all(f"SELECT document FROM profiles WHERE {cond} ORDER BY id", params)
+        docs = [Profile.model_validate_json(unpack(r[0])) for r in rows]
+        matching = [d for d in docs if d.capability == capability]
+        return len(matching), matching[skip : skip + take]
 
     async def items_by_id(self, ids: Sequence[str]) -> list[DataItem]:
         """Items by id, in the order they were submitted (rowid: ``created_at`` has only
@@ -990,16 +995,19 @@ class ReadTx:
         snapshot is parsed only where forgetting ``data_id`` may change it: it names the item,
         or holds an extracted summary without recorded provenance."""
         rows = await self._all(
-            "SELECT version, diff, CASE WHEN instr(snapshot, ?) > 0 OR (instr(snapshot, "
-            '\'"summary_source":"extracted"\') > 0 AND instr(snapshot, \'"summary_data_ids":["\') = 0) '
-            "THEN snapshot END, json_extract(snapshot, '$.summary') FROM revisions WHERE profile_pk = ? "
-            "ORDER BY version",
-            (f'"{data_id}"', pk),
+            "SELECT version, diff, snapshot FROM revisions WHERE profile_pk = ? ORDER BY version", (pk,)
         )
-        return [
-            (int(r[0]), json.loads(r[1]), Profile.model_validate_json(r[2]) if r[2] else None, r[3])
-            for r in rows
-        ]
+        needle = f'"{data_id}"'
+        out: list[tuple[int, list[dict[str, Any]], Profile | None, str | None]] = []
+        for version, changes, stored in rows:
+            text = unpack(stored)  # compressed (007): searched here rather than by SQL
+            parse = needle in text or (
+                '"summary_source":"extracted"' in text and '"summary_data_ids":["' not in text
+            )
+            doc = Profile.model_validate_json(text) if parse else None
+            summary = doc.summary if doc is not None else json.loads(text).get("summary")
+            out.append((int(version), json.loads(unpack(changes)), doc, summary))
+        return out
 
     async def version_range(self, pk: int) -> tuple[int, int] | None:
         """The oldest and newest version history still holds."""
@@ -1382,12 +1390,17 @@ class WriteTx(ReadTx):
         if snapshot is None:
             await self._db.execute(
                 "UPDATE revisions SET diff = ? WHERE profile_pk = ? AND version = ?",
-                (json.dumps(changes, ensure_ascii=False), pk, version),
+                (pack(json.dumps(changes, ensure_ascii=False)), pk, version),
             )
         else:
             await self._db.execute(
                 "UPDATE revisions SET diff = ?, snapshot = ? WHERE profile_pk = ? AND version = ?",
-                (json.dumps(changes, ensure_ascii=False), snapshot.model_dump_json(), pk, version),
+                (
+                    pack(json.dumps(changes, ensure_ascii=False)),
+                    pack(snapshot.model_dump_json()),
+                    pk,
+                    version,
+                ),
             )
         self.erased = True
 

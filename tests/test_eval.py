@@ -181,6 +181,7 @@ async def test_scores_are_what_the_scripted_answers_imply(dataset: str, data: Pa
         "output_tokens": 50 * n,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 200 * n,
+        "batch_requests": 0,
     }
     assert s["extraction_billed_input_per_raw"] == round(1020 * n / s["raw_tokens"], 4)
     assert s["judge_usage"]["requests"] == n

@@ -50,6 +50,8 @@ def _as_before_007(db: str) -> dict[int, str]:
         docs = conn.execute("SELECT pk, document FROM profiles").fetchall()
         conn.executemany("UPDATE profiles SET document = ? WHERE pk = ?", [(unpack(d), pk) for pk, d in docs])
         conn.execute("DELETE FROM schema_migrations WHERE version IN (7, 8)")
+        conn.execute("DROP TABLE extraction_batches")  # what else 008 adds, so it can run again
+        conn.execute("ALTER TABLE data_items DROP COLUMN batch_requests")
         conn.commit()
         return {int(r[1]): unpack(r[7]) for r in rows}
 
