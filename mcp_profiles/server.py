@@ -733,6 +733,12 @@ def create_server(
     mcp.custom_route("/healthz", methods=["GET"])(healthz)
     for tool, hints in TOOLS:
         mcp.add_tool(tool, annotations=hints)
+    # get_profile answers with the document the store wrote (validated when it was written):
+    # keep its output schema published, but do not have the SDK validate every answer against
+    # the Profile model again ("a schema published without a model is not validated").
+    reader = mcp._tool_manager.get_tool("get_profile")
+    if reader is not None:
+        reader.fn_metadata.output_model = None
     mcp.resource("profile://{ref}", name="profile", mime_type="application/json")(profile_resource)
     mcp.resource(
         "profiles://index{?kind,tag,limit,cursor}", name="profiles-index", mime_type="application/json"

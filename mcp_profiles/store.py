@@ -274,7 +274,8 @@ class ProfileStore:
 
     def __init__(self, db: aiosqlite.Connection, path: str) -> None:
         self._db = db
-        self._lock = anyio.Lock()
+        # fast_acquire: an uncontended lock is taken without a trip through the event loop
+        self._lock = anyio.Lock(fast_acquire=True)
         self.path = path
         # An erasure whose pre-erasure pages are still in the WAL (or the erased pages not
         # yet overwritten in the main file): finished by the next write, tick or close.
