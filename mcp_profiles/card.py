@@ -14,9 +14,9 @@ from importlib.resources import files
 
 from pydantic import BaseModel
 
-from .errors import NotFound
 from .models import Profile
 from .render import render_markdown
+from .service import located
 from .store import ProfileStore
 
 __all__ = ["CARD_URI", "CardItem", "LastChange", "ProfileCard", "card_html", "card_text", "load_card"]
@@ -68,10 +68,7 @@ async def load_card(store: ProfileStore, ns: str, ref: str) -> ProfileCard:
         NotFound: no profile has this id or alias.
     """
     async with store.read() as tx:
-        found = await tx.locate(ns, ref)
-        if found is None:
-            raise NotFound(f"profile {ref!r} does not exist")
-        pk, profile = found
+        pk, profile = await located(tx, ns, ref)
         newest = await tx.history(ns, pk, 1)
         cited = sorted({e.data_id for a in profile.attributes.values() for e in a.evidence})
         items = await tx.item_headers(ns, pk, cited, UNSETTLED, MAX_UNSETTLED)

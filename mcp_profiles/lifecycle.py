@@ -24,6 +24,7 @@ from .forgetting import forget_in_profile, scrub_changes, scrub_result
 from .merge import normalize_text
 from .models import Profile, now
 from .patching import diff
+from .service import located
 from .store import DataItem, ProfileStore
 
 __all__ = ["DATA_STATUSES", "DataPage", "ForgetOutcome", "Lifecycle", "PruneCounts"]
@@ -99,10 +100,7 @@ class Lifecycle:
         if not 1 <= limit <= MAX_PAGE:
             raise Invalid(f"limit: must be between 1 and {MAX_PAGE}")
         async with self.store.read() as tx:
-            found = await tx.locate(ns, ref)
-            if found is None:
-                raise NotFound(f"profile {ref!r} does not exist")
-            pk, profile = found
+            pk, profile = await located(tx, ns, ref)
             items, nxt = await tx.data_page(ns, pk, status=status, limit=limit, cursor=cursor or None)
         cited: dict[str, list[str]] = {}
         for key, attr in sorted(profile.attributes.items()):
@@ -121,10 +119,7 @@ class Lifecycle:
         _check(data_id, "data_id")
         at = now()
         async with self.store.write() as tx:
-            found = await tx.locate(ns, ref)
-            if found is None:
-                raise NotFound(f"profile {ref!r} does not exist")
-            pk, current = found
+            pk, current = await located(tx, ns, ref)
             item = await tx.item(ns, data_id)
             if item is None or item.profile_pk != pk:
                 raise NotFound(

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from .jobs import JobResult, UpsertOutcome
+from .lifecycle import DataPage, ForgetOutcome, item_fields
 from .models import Profile, ProfileSummary, Revision
 from .service import ChangeResult
 
@@ -25,6 +26,8 @@ __all__ = [
     "UpdateProfileResult",
     "UpsertResult",
     "changed_result",
+    "data_page_result",
+    "forget_result",
     "job_view",
     "upsert_result",
 ]
@@ -175,3 +178,27 @@ def job_view(job: JobResult) -> JobView:
 def changed_result(result: ChangeResult) -> UpdateProfileResult:
     """The tool's answer for a structured edit."""
     return UpdateProfileResult(profile=result.profile, changed=result.changed)
+
+
+def data_page_result(page: DataPage) -> ListDataResult:
+    """The list_data answer for a page of data items."""
+    return ListDataResult(
+        items=[DataItemView(**item_fields(item, facts)) for item, facts in page.items],
+        next_cursor=page.next_cursor,
+    )
+
+
+def forget_result(out: ForgetOutcome) -> ForgetDataResult:
+    """The forget_data answer: what forgetting one data item removed."""
+    return ForgetDataResult(
+        profile=out.profile_id,
+        data_id=out.data_id,
+        forgotten=True,
+        version=out.version,
+        removed_facts=out.facts,
+        removed_evidence=out.evidence,
+        removed_summary=out.summary,
+        revisions_rewritten=out.revisions,
+        job_results_rewritten=out.job_results,
+        wal_pending=out.wal_pending,
+    )

@@ -50,7 +50,6 @@ from .card import CARD_URI, ProfileCard, card_html, card_text, load_card
 from .completions import complete_profile_ref, completion_context_middleware, current_request
 from .config import Config
 from .errors import ExtractionFailed, Invalid, NotFound, ProfilesError, validation_message
-from .lifecycle import item_fields
 from .llm import LLM
 from .middleware import (
     ListenBus,
@@ -62,7 +61,6 @@ from .middleware import (
 from .models import Connection, Kind, Profile, ProfileSummary
 from .render import personalize, remember_prompt, render_markdown, review_prompt
 from .results import (
-    DataItemView,
     DeleteProfileResult,
     Erased,
     ForgetDataResult,
@@ -73,6 +71,8 @@ from .results import (
     UpdateProfileResult,
     UpsertResult,
     changed_result,
+    data_page_result,
+    forget_result,
     job_view,
     upsert_result,
 )
@@ -505,10 +505,7 @@ async def list_data(
     page = await app.lifecycle.list_data(
         namespace_of(app), profile, status=status, limit=limit, cursor=cursor
     )
-    return ListDataResult(
-        items=[DataItemView(**item_fields(item, facts)) for item, facts in page.items],
-        next_cursor=page.next_cursor,
-    )
+    return data_page_result(page)
 
 
 async def forget_data(
@@ -522,19 +519,7 @@ async def forget_data(
     evidence on shared facts, an extracted summary it contributed to, and its values in the
     history (which keeps a 'forgotten' marker). Facts set by hand stay. Cannot be undone."""
     app = app_of(ctx)
-    out = await app.lifecycle.forget_data(namespace_of(app), profile, data_id)
-    return ForgetDataResult(
-        profile=out.profile_id,
-        data_id=out.data_id,
-        forgotten=True,
-        version=out.version,
-        removed_facts=out.facts,
-        removed_evidence=out.evidence,
-        removed_summary=out.summary,
-        revisions_rewritten=out.revisions,
-        job_results_rewritten=out.job_results,
-        wal_pending=out.wal_pending,
-    )
+    return forget_result(await app.lifecycle.forget_data(namespace_of(app), profile, data_id))
 
 
 TOOLS: list[tuple[Callable[..., Any], ToolAnnotations]] = [

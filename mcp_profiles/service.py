@@ -24,7 +24,7 @@ from .patching import apply_patch, check_limits, check_rules, diff
 from .prompts import prompt_cache_report
 from .store import ProfileStore, ReadTx, WriteTx
 
-__all__ = ["ChangeResult", "DeleteResult", "ProfileService"]
+__all__ = ["ChangeResult", "DeleteResult", "ProfileService", "located"]
 
 MAX_LIST = 200
 MAX_HISTORY = 200
@@ -75,6 +75,16 @@ def _announced(
 def _check_ref(ref: str, what: str = "profile") -> None:
     if not isinstance(ref, str) or not ref or len(ref) > 128:
         raise Invalid(f"{what}: must be an id or alias of 1-128 characters")
+
+
+async def located(tx: ReadTx, ns: str, ref: str) -> tuple[int, Profile]:
+    """(internal key, document) of the profile ``ref`` names, by id or alias.
+
+    Raises NotFound when no profile has this id or alias."""
+    found = await tx.locate(ns, ref)
+    if found is None:
+        raise NotFound(f"profile {ref!r} does not exist")
+    return found
 
 
 class ProfileService:
@@ -143,10 +153,8 @@ class ProfileService:
         if not 1 <= limit <= MAX_HISTORY:
             raise Invalid(f"limit: must be between 1 and {MAX_HISTORY}")
         async with self.store.read() as tx:
-            found = await tx.locate(ns, ref)
-            if found is None:
-                raise NotFound(f"profile {ref!r} does not exist")
-            return await tx.history(ns, found[0], limit)
+            pk, _ = await located(tx, ns, ref)
+            return await tx.history(ns, pk, limit)
 
     # ---- writes -------------------------------------------------------------------
 
@@ -279,10 +287,7 @@ class ProfileService:
             raise Invalid("version: must be a version number of 1 or more")
         at = now()
         async with self.store.write() as tx:
-            found = await tx.locate(ns, ref)
-            if found is None:
-                raise NotFound(f"profile {ref!r} does not exist")
-            pk, current = found
+            pk, current = await located(tx, ns, ref)
             if expected_version is not None and expected_version != current.version:
                 raise Conflict(
                     f"profile {current.id!r} is at version {current.version}, not {expected_version}"
@@ -308,10 +313,7 @@ class ProfileService:
         """Erase a profile, its revisions and its raw data; nothing of it stays readable."""
         _check_ref(ref)
         async with self.store.write() as tx:
-            found = await tx.locate(ns, ref)
-            if found is None:
-                raise NotFound(f"profile {ref!r} does not exist")
-            pk, profile = found
+            pk, profile = await located(tx, ns, ref)
             erased = await tx.delete_profile(pk)
         # the write has checkpointed after the erasure, or marked it pending
         return DeleteResult(profile.id, True, erased, wal_pending=self.store.wal_pending)
@@ -466,11 +468,9 @@ class ProfileService:
                     break
         for ref in ids:
             async with self.store.read() as tx:
-                found = await tx.locate(ns, ref)
-                if found is None:
-                    raise NotFound(f"profile {ref!r} does not exist")
-                rows = await tx.export_rows(ns, found[0])
-            yield {"profile": found[1].model_dump(mode="json"), **rows}
+                pk, profile = await located(tx, ns, ref)
+                rows = await tx.export_rows(ns, pk)
+            yield {"profile": profile.model_dump(mode="json"), **rows}
 
     async def import_records(self, ns: str, records: Sequence[tuple[int, ImportRecord]]) -> list[str]:
         """Restore checked export records (:func:`exchange.parse_export`) exactly, all in one

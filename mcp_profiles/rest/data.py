@@ -8,10 +8,9 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 from starlette.responses import Response
 
-from ..lifecycle import item_fields
-from ..results import DataItemView, ForgetDataResult, ListDataResult
+from ..results import ForgetDataResult, ListDataResult, data_page_result, forget_result
 from .base import Call, Operation, Param, Reply, json_response
-from .getprofile import BASE, ERRORS, STYLE, ErrorBody
+from .getprofile import BASE, error_replies, operation
 
 __all__ = ["operations"]
 
@@ -46,8 +45,7 @@ async def list_items(call: Call) -> Response:
         limit=call.params.get("limit", 50),
         cursor=call.params.get("cursor"),
     )
-    items = [DataItemView(**item_fields(item, facts)) for item, facts in page.items]
-    return json_response(ListDataResult(items=items, next_cursor=page.next_cursor))
+    return json_response(data_page_result(page))
 
 
 async def forget_item(call: Call) -> Response:
@@ -55,56 +53,35 @@ async def forget_item(call: Call) -> Response:
     out = await call.app.lifecycle.forget_data(
         call.ns, call.params["id"], call.params["data_id"], actor="rest"
     )
-    return json_response(
-        ForgetDataResult(
-            profile=out.profile_id,
-            data_id=out.data_id,
-            forgotten=True,
-            version=out.version,
-            removed_facts=out.facts,
-            removed_evidence=out.evidence,
-            removed_summary=out.summary,
-            revisions_rewritten=out.revisions,
-            job_results_rewritten=out.job_results,
-            wal_pending=out.wal_pending,
-        )
-    )
-
-
-def _errors(*statuses: int) -> tuple[Reply, ...]:
-    return tuple(Reply(r.status, r.description, ErrorBody) for r in ERRORS if r.status in statuses)
+    return json_response(forget_result(out))
 
 
 def operations() -> list[Operation]:
     """The data-item routes."""
     return [
-        Operation(
+        operation(
             "GET",
             f"{BASE}/profile/{{id}}/data",
             "listProfileData",
             "List the raw data items sent for a profile, oldest first, with the facts each supports.",
-            "GetProfile",
-            STYLE,
             list_items,
             params=(REF, STATUS, LIMIT, CURSOR),
             replies=(
                 Reply(200, "A page of data items.", ListDataResult),
-                *_errors(400, 401, 403, 404, 405, 421),
+                *error_replies(400, 401, 403, 404, 405, 421),
             ),
         ),
-        Operation(
+        operation(
             "DELETE",
             f"{BASE}/profile/{{id}}/data/{{data_id}}",
             "forgetProfileData",
             "Forget one data item: its content, the facts only it supports, its evidence on shared facts, "
             "an extracted summary it contributed to, and its values in the history. Cannot be undone.",
-            "GetProfile",
-            STYLE,
             forget_item,
             params=(REF, DATA_ID),
             replies=(
                 Reply(200, "Forgotten; what was removed.", ForgetDataResult),
-                *_errors(400, 401, 403, 404, 405, 409, 421),
+                *error_replies(400, 401, 403, 404, 405, 409, 421),
             ),
         ),
     ]

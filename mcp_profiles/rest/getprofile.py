@@ -8,15 +8,25 @@ erases like ``delete_profile``. Errors are ``{"error": <status>, "message": "cod
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints
 from starlette.responses import JSONResponse, Response
 
 from ..models import PROFILE_ID_RE, Profile
-from .base import Call, ErrorStyle, Failure, Operation, Param, Reply, RequestModel, json_response
+from .base import (
+    Call,
+    ErrorStyle,
+    Failure,
+    Handler,
+    Operation,
+    Param,
+    Reply,
+    RequestModel,
+    json_response,
+)
 
-__all__ = ["BASE", "ErrorBody", "operations"]
+__all__ = ["BASE", "ErrorBody", "error_replies", "operation", "operations"]
 
 BASE = "/v1"
 
@@ -123,8 +133,14 @@ ERRORS = (
 )
 
 
-def _errors(*statuses: int) -> tuple[Reply, ...]:
+def error_replies(*statuses: int) -> tuple[Reply, ...]:
+    """The replies of these error statuses, in GetProfile's error shape."""
     return tuple(Reply(r.status, r.description, ErrorBody) for r in ERRORS if r.status in statuses)
+
+
+def operation(method: str, path: str, oid: str, summary: str, handler: Handler, **kw: Any) -> Operation:
+    """A route under GetProfile's tag, answering errors in its shape."""
+    return Operation(method, path, oid, summary, "GetProfile", STYLE, handler, **kw)
 
 
 _COMMON = (400, 401, 403, 404, 405, 413, 415, 421)
@@ -134,41 +150,35 @@ def operations() -> list[Operation]:
     """GetProfile's routes."""
     path = f"{BASE}/profile/{{id}}"
     return [
-        Operation(
+        operation(
             "POST",
             path,
             "createOrUpdateProfile",
             "Send raw data about a profile (created when missing); it is stored and queued for extraction.",
-            "GetProfile",
-            STYLE,
             post_profile,
             params=(ID,),
             body=ProfileData,
             replies=(
                 Reply(200, "Stored and queued (or pending, or a duplicate).", Accepted),
-                *_errors(*_COMMON, 409),
+                *error_replies(*_COMMON, 409),
             ),
         ),
-        Operation(
+        operation(
             "GET",
             path,
             "getProfile",
             "Read a profile.",
-            "GetProfile",
-            STYLE,
             get_profile,
             params=(ID,),
-            replies=(Reply(200, "The profile document.", ProfileEnvelope), *_errors(*_COMMON)),
+            replies=(Reply(200, "The profile document.", ProfileEnvelope), *error_replies(*_COMMON)),
         ),
-        Operation(
+        operation(
             "DELETE",
             path,
             "deleteProfile",
             "Erase a profile with its history and raw data. This cannot be undone.",
-            "GetProfile",
-            STYLE,
             delete_profile,
             params=(ID,),
-            replies=(Reply(200, "Erased.", Deleted), *_errors(*_COMMON)),
+            replies=(Reply(200, "Erased.", Deleted), *error_replies(*_COMMON)),
         ),
     ]
