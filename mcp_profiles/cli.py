@@ -41,8 +41,20 @@ async def _service(config: Config) -> AsyncIterator[ProfileService]:
         yield ProfileService(store, config)
 
 
+_WAL_PENDING = (
+    "note: another process is reading the database, so the erased data is still in its write-ahead log; "
+    "it is removed when that read ends and this or another server writes or closes"
+)
+
+
 def _print_json(value: Any) -> None:
     print(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+def _more(cursor: str | None) -> None:
+    """Point at the next page, if there is one (on stderr, so the rows stay pipeable)."""
+    if cursor:
+        print(f"… more: --cursor {cursor}", file=sys.stderr)
 
 
 async def cmd_serve(args: argparse.Namespace, config: Config) -> int:
@@ -130,11 +142,7 @@ async def cmd_delete(args: argparse.Namespace, config: Config) -> int:
         f"deleted {result.id}: {erased['revisions']} version(s) and {erased['data_items']} data item(s) erased"
     )
     if result.wal_pending:
-        print(
-            "note: another process is reading the database, so the erased data is still in its "
-            "write-ahead log; it is removed when that read ends and this or another server writes or closes",
-            file=sys.stderr,
-        )
+        print(_WAL_PENDING, file=sys.stderr)
     return 0
 
 
@@ -170,8 +178,7 @@ async def cmd_list(args: argparse.Namespace, config: Config) -> int:
     for p in page:
         label = f"{p.id}" + (f" ({p.alias})" if p.alias else "")
         print(f"{label:32} {p.kind:9} v{p.version:<4} {p.name or ''}")
-    if cursor:
-        print(f"… more: --cursor {cursor}", file=sys.stderr)
+    _more(cursor)
     return 0
 
 
@@ -270,12 +277,6 @@ async def cmd_connection(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-_WAL_PENDING = (
-    "note: another process is reading the database, so the erased data is still in its write-ahead log; "
-    "it is removed when that read ends and this or another server writes or closes"
-)
-
-
 @asynccontextmanager
 async def _lifecycle(config: Config) -> AsyncIterator[Any]:
     from .lifecycle import Lifecycle
@@ -302,8 +303,7 @@ async def cmd_data(args: argparse.Namespace, config: Config) -> int:
         kept = "" if r["content_kept"] else " (content deleted)"
         facts = ", ".join(r["facts"]) or "-"
         print(f"{r['data_id']}  {r['received_at']}  {r['status']:10} {r['bytes']:>8} B{kept}  {facts}")
-    if page.next_cursor:
-        print(f"… more: --cursor {page.next_cursor}", file=sys.stderr)
+    _more(page.next_cursor)
     return 0
 
 
@@ -557,6 +557,13 @@ def _batch_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _page_flags(parser: argparse.ArgumentParser, noun: str) -> None:
+    """--limit, --cursor and --json of a paged listing of ``noun``."""
+    parser.add_argument("--limit", type=int, default=50, help=f"{noun} per page, 1-200 (default 50)")
+    parser.add_argument("--cursor", help="continue after a previous page (printed when there are more)")
+    parser.add_argument("--json", action="store_true", help=f"print {{{noun}, next_cursor}} as JSON")
+
+
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -748,9 +755,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=["user", "assistant"], help="only user or only assistant profiles")
     p.add_argument("--tag", help="only profiles with this tag")
     p.add_argument("--query", help="full-text search over name, alias, summary and facts")
-    p.add_argument("--limit", type=int, default=50, help="profiles per page, 1-200 (default 50)")
-    p.add_argument("--cursor", help="continue after a previous page (printed when there are more)")
-    p.add_argument("--json", action="store_true", help="print {profiles, next_cursor} as JSON")
+    _page_flags(p, "profiles")
     p.set_defaults(func=cmd_list)
 
     p = _sub(
@@ -884,9 +889,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--status", choices=["pending", "processing", "done", "failed"], help="only items in this state"
     )
-    p.add_argument("--limit", type=int, default=50, help="items per page, 1-200 (default 50)")
-    p.add_argument("--cursor", help="continue after a previous page (printed when there are more)")
-    p.add_argument("--json", action="store_true", help="print {items, next_cursor} as JSON")
+    _page_flags(p, "items")
     p.set_defaults(func=cmd_data)
 
     p = _sub(

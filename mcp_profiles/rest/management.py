@@ -543,6 +543,35 @@ def operations() -> list[Operation]:
     def op(method: str, path: str, oid: str, summary: str, tag: str, handler: Any, **kw: Any) -> Operation:
         return Operation(method, path, oid, summary, tag, STYLE, handler, **kw)
 
+    # The routes by reference, under the plural path and the older singular one (deprecated):
+    # (method, operationId, summary, the singular path's summary, handler, body and replies).
+    by_ref: tuple[tuple[str, str, str, str, Any, dict[str, Any]], ...] = (
+        (
+            "GET",
+            "getProfile",
+            "Get an assistant profile by id or alias.",
+            "Get an assistant profile.",
+            get_profile,
+            {"replies": (Reply(200, "The profile.", ProfileOut), *_errors())},
+        ),
+        (
+            "PUT",
+            "updateProfile",
+            "Replace an assistant profile (capability cannot change).",
+            "Replace an assistant profile.",
+            update_profile,
+            {"body": ProfileUpdate, "replies": (Reply(200, "Updated (empty body)."), *_errors(*_WRITE))},
+        ),
+        (
+            "DELETE",
+            "deleteProfile",
+            "Delete an assistant profile.",
+            "Delete an assistant profile.",
+            delete_profile,
+            {"replies": (Reply(200, "Deleted (empty body)."), *_errors(409))},
+        ),
+    )
+
     return [
         op(
             "GET",
@@ -564,36 +593,9 @@ def operations() -> list[Operation]:
             body=ProfileCreate,
             replies=(Reply(201, "Created; the body is the new id.", str, _LOCATION), *_errors(*_WRITE)),
         ),
-        op(
-            "GET",
-            one_profile,
-            "getProfile",
-            "Get an assistant profile by id or alias.",
-            tag_p,
-            get_profile,
-            params=(PROFILE_REF,),
-            replies=(Reply(200, "The profile.", ProfileOut), *_errors()),
-        ),
-        op(
-            "PUT",
-            one_profile,
-            "updateProfile",
-            "Replace an assistant profile (capability cannot change).",
-            tag_p,
-            update_profile,
-            params=(PROFILE_REF,),
-            body=ProfileUpdate,
-            replies=(Reply(200, "Updated (empty body)."), *_errors(*_WRITE)),
-        ),
-        op(
-            "DELETE",
-            one_profile,
-            "deleteProfile",
-            "Delete an assistant profile.",
-            tag_p,
-            delete_profile,
-            params=(PROFILE_REF,),
-            replies=(Reply(200, "Deleted (empty body)."), *_errors(409)),
+        *(
+            op(method, one_profile, oid, summary, tag_p, handler, params=(PROFILE_REF,), **kw)
+            for method, oid, summary, _, handler, kw in by_ref
         ),
         *(
             op(
@@ -607,32 +609,7 @@ def operations() -> list[Operation]:
                 deprecated=True,
                 **kw,
             )
-            for method, oid, summary, handler, kw in (
-                (
-                    "GET",
-                    "getProfile",
-                    "Get an assistant profile.",
-                    get_profile,
-                    {"replies": (Reply(200, "The profile.", ProfileOut), *_errors())},
-                ),
-                (
-                    "PUT",
-                    "updateProfile",
-                    "Replace an assistant profile.",
-                    update_profile,
-                    {
-                        "body": ProfileUpdate,
-                        "replies": (Reply(200, "Updated (empty body)."), *_errors(*_WRITE)),
-                    },
-                ),
-                (
-                    "DELETE",
-                    "deleteProfile",
-                    "Delete an assistant profile.",
-                    delete_profile,
-                    {"replies": (Reply(200, "Deleted (empty body)."), *_errors(409))},
-                ),
-            )
+            for method, oid, _, summary, handler, kw in by_ref
         ),
         op(
             "GET",
