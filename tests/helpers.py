@@ -5,11 +5,26 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+import anyio
+from mcp import Client
 from mcp.types import CallToolResult
 
 from mcp_profiles.config import Config
 from mcp_profiles.service import ProfileService
 from mcp_profiles.store import ProfileStore
+
+# A 2025-11 initialize request and the headers streamable HTTP wants, for raw HTTP tests.
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"},
+    },
+}
+ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
 async def add_connection(config: Config, connection_id: str = "anthropic-main", ns: str = "default") -> None:
@@ -32,3 +47,34 @@ def table_counts(db_path: str) -> dict[str, int]:
         return {n: con.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0] for n in names}
     finally:
         con.close()
+
+
+async def next_events(sub: Any, n: int, *, linger: float = 0.0) -> list[Any]:
+    """The next ``n`` events of a subscription (what arrives within 5 s), then whatever else
+    arrives within ``linger`` seconds (so that duplicates show)."""
+    events: list[Any] = []
+    with anyio.move_on_after(5):
+        async for event in sub:
+            events.append(event)
+            if len(events) == n:
+                break
+    if linger:
+        with anyio.move_on_after(linger):
+            async for event in sub:
+                events.append(event)  # noqa: PERF401 - a cancelled comprehension loses what it collected
+    return events
+
+
+async def all_pages(client: Client, tool: str, args: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """Every ``key`` entry of a paged tool's pages, following next_cursor to the end."""
+    seen: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = (
+            await client.call_tool(tool, {**args, **({"cursor": cursor} if cursor else {})})
+        ).structured_content
+        assert page is not None
+        seen += page[key]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return seen

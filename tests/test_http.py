@@ -31,23 +31,12 @@ from mcp_profiles.cli import main
 from mcp_profiles.config import Config
 from mcp_profiles.errors import Invalid
 from mcp_profiles.runtime import open_app
-from tests.helpers import text
+from tests.helpers import ACCEPT, INIT, next_events, text
 from tests.procs.common import connect_ro, free_port, server_command, subprocess_env
 
 TOKENS = {"tok-alpha-0123456789": "team-a", "tok-bravo-9876543210": "team-b"}
 A, B = list(TOKENS)
 BASE = "http://127.0.0.1:8000"
-ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "1"},
-    },
-}
 
 
 @asynccontextmanager
@@ -239,16 +228,6 @@ async def test_a_token_sees_and_changes_only_its_namespace(tenants: Config, mode
     ]
 
 
-async def _next_events(sub: Any, n: int) -> list[Any]:
-    events: list[Any] = []
-    with anyio.move_on_after(5):
-        async for event in sub:
-            events.append(event)
-            if len(events) == n:
-                break
-    return events
-
-
 def _remote(base: str, transport: str, token: str) -> Any:
     """A modern-era client over streamable HTTP or SSE to a server at ``base``."""
     if transport == "sse":
@@ -274,11 +253,11 @@ async def test_change_notifications_reach_only_the_writers_namespace(tenants: Co
                     "update_profile", {"profile": "same", "create": True, "patch": {"name": "B"}}
                 )
                 await a.call_tool("update_profile", {"profile": "mark-a", "create": True, "patch": {}})
-                assert await _next_events(sub_a, 2) == [
+                assert await next_events(sub_a, 2) == [
                     ResourceUpdated(uri="profile://mark-a"),
                     ResourcesListChanged(),
                 ]
-                assert await _next_events(sub_b, 2) == [
+                assert await next_events(sub_b, 2) == [
                     ResourceUpdated(uri="profile://same"),
                     ResourcesListChanged(),
                 ]
@@ -287,17 +266,17 @@ async def test_change_notifications_reach_only_the_writers_namespace(tenants: Co
                 )
                 await b.call_tool("update_profile", {"profile": "mark-b", "create": True, "patch": {}})
                 listed = ResourcesListChanged()  # both were creations in their namespace
-                assert await _next_events(sub_b, 2) == [ResourceUpdated(uri="profile://mark-b"), listed]
-                assert await _next_events(sub_a, 2) == [ResourceUpdated(uri="profile://same"), listed]
+                assert await next_events(sub_b, 2) == [ResourceUpdated(uri="profile://mark-b"), listed]
+                assert await next_events(sub_a, 2) == [ResourceUpdated(uri="profile://same"), listed]
                 # updates and deletes too
                 await b.call_tool("update_profile", {"profile": "same", "patch": {"name": "B2"}})
                 await a.call_tool("update_profile", {"profile": "mark-a", "patch": {"name": "A2"}})
-                assert await _next_events(sub_a, 1) == [ResourceUpdated(uri="profile://mark-a")]
-                assert await _next_events(sub_b, 1) == [ResourceUpdated(uri="profile://same")]
+                assert await next_events(sub_a, 1) == [ResourceUpdated(uri="profile://mark-a")]
+                assert await next_events(sub_b, 1) == [ResourceUpdated(uri="profile://same")]
                 await b.call_tool("delete_profile", {"profile": "same"})
                 await a.call_tool("delete_profile", {"profile": "mark-a"})
-                assert await _next_events(sub_a, 2) == [ResourceUpdated(uri="profile://mark-a"), listed]
-                assert await _next_events(sub_b, 2) == [ResourceUpdated(uri="profile://same"), listed]
+                assert await next_events(sub_a, 2) == [ResourceUpdated(uri="profile://mark-a"), listed]
+                assert await next_events(sub_b, 2) == [ResourceUpdated(uri="profile://same"), listed]
 
 
 async def test_handshake_era_notifications_stay_in_their_session(tenants: Config) -> None:

@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from mcp.client.subscriptions import ResourceUpdated
 
 from mcp_profiles.cli import main
 from mcp_profiles.config import Config
+from mcp_profiles.llm import AnthropicLLM
 from mcp_profiles.runtime import open_app
 from tests.fakes import MessagesAPI, anthropic_llm
-from tests.helpers import text
+from tests.helpers import all_pages, text
 from tests.procs.common import database_files, integrity_check
 
 # Item A and item B both say she keeps a lighthouse; only B mentions the cat.
@@ -191,6 +194,12 @@ async def test_forgetting_rewrites_every_version_and_other_items_results(
     assert hits(config.db_path, B_ONLY) == {}
 
 
+def _llm_over(handler: Callable[[httpx2.Request], Awaitable[httpx2.Response]]) -> AnthropicLLM:
+    """The real adapter over a handler that wraps ``MessagesAPI`` (to hold or slow its answers)."""
+    client = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
+    return AnthropicLLM("claude-haiku-5-5", api_key="test-key", max_retries=0, http_client=client)
+
+
 async def test_an_item_being_extracted_cannot_be_forgotten_until_it_is_done(
     connect: Any, config: Config
 ) -> None:
@@ -203,17 +212,7 @@ async def test_an_item_being_extracted_cannot_be_forgotten_until_it_is_done(
         await release.wait()
         return api.handler(request)
 
-    import httpx2
-
-    from mcp_profiles.llm import AnthropicLLM
-
-    llm = AnthropicLLM(
-        "claude-haiku-5-5",
-        api_key="test-key",
-        max_retries=0,
-        http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(gated)),
-    )
-    async with connect(server_kwargs={"llm": llm}) as client:
+    async with connect(server_kwargs={"llm": _llm_over(gated)}) as client:
         job = (await upsert(client, ITEM_B, wait=False))["job_id"]
         with anyio.fail_after(10):
             await called.wait()
@@ -238,10 +237,6 @@ async def test_forget_racing_extraction_never_leaves_a_fact_citing_a_forgotten_i
     extracted). Whatever wins, no fact, version or job result may cite a forgotten item."""
     import random
 
-    import httpx2
-
-    from mcp_profiles.llm import AnthropicLLM
-
     api = MessagesAPI(when_empty="echo")  # sets basic_info.fake_note, quoting the item's first line
     rng = random.Random(13)
 
@@ -249,12 +244,7 @@ async def test_forget_racing_extraction_never_leaves_a_fact_citing_a_forgotten_i
         await anyio.sleep(rng.uniform(0, 0.03))
         return api.handler(request)
 
-    llm = AnthropicLLM(
-        "claude-haiku-5-5",
-        api_key="test-key",
-        max_retries=0,
-        http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(slow)),
-    )
+    llm = _llm_over(slow)
     forgotten: list[str] = []
     kept: list[str] = []
     outcomes = {"before extraction": 0, "after extraction": 0, "refused while extracting": 0}
@@ -496,17 +486,8 @@ async def test_export_and_import_carry_forgotten_markers_and_pruned_history(
 async def test_list_data_pages_and_filters(connect: Any) -> None:
     async with connect() as client:  # no model: items stay pending
         ids = [(await upsert(client, f"note {n}\n"))["job_id"] for n in range(5)]
-        seen, cursor = [], None
-        while True:
-            args: dict[str, Any] = {"profile": "ada", "limit": 2}
-            if cursor:
-                args["cursor"] = cursor
-            page = (await client.call_tool("list_data", args)).structured_content
-            seen += [i["data_id"] for i in page["items"]]
-            cursor = page["next_cursor"]
-            if cursor is None:
-                break
-        assert seen == ids
+        items = await all_pages(client, "list_data", {"profile": "ada", "limit": 2}, "items")
+        assert [i["data_id"] for i in items] == ids
         done = await client.call_tool("list_data", {"profile": "ada", "status": "done"})
         assert done.structured_content["items"] == []
         bad = await client.call_tool("list_data", {"profile": "ada", "cursor": "nope"})

@@ -24,7 +24,7 @@ from mcp_profiles.config import Config
 from mcp_profiles.errors import Invalid
 from mcp_profiles.runtime import AppContext, open_app
 from mcp_profiles.server import create_server
-from tests.helpers import add_connection, text
+from tests.helpers import ACCEPT, INIT, add_connection, text
 
 
 @asynccontextmanager
@@ -239,17 +239,6 @@ async def test_connections_index_honours_its_limit(config: Config, connect: Any)
 # ---- OAuth metadata ---------------------------------------------------------------------
 
 TOKENS = {"tok-alpha-0123456789": "team-a"}
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "1"},
-    },
-}
-ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
 @asynccontextmanager

@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
-import anyio
 import httpx2
 import pytest
 from mcp import Client
@@ -24,7 +23,7 @@ from mcp_profiles.config import Config
 from mcp_profiles.patching import Limits
 from mcp_profiles.runtime import AppContext, open_app
 from mcp_profiles.server import create_server
-from tests.helpers import table_counts, text
+from tests.helpers import next_events, table_counts, text
 
 BASE = "http://127.0.0.1:8000"
 AI = f"{BASE}/umbraco/ai/management/api/v1"
@@ -591,20 +590,6 @@ async def test_connections_never_return_secrets(config: Config, monkeypatch: pyt
 # ---- one service, one bus: REST and MCP see each other's writes --------------------------
 
 
-async def _next_events(sub: Any, n: int) -> list[Any]:
-    """The next ``n`` events, then whatever else arrives within 0.3 s (duplicates show)."""
-    events: list[Any] = []
-    with anyio.move_on_after(5):
-        async for event in sub:
-            events.append(event)
-            if len(events) == n:
-                break
-    with anyio.move_on_after(0.3):
-        async for event in sub:
-            events.append(event)  # noqa: PERF401 - a cancelled comprehension loses what it collected
-    return events
-
-
 async def test_rest_writes_notify_mcp_subscribers_of_the_same_namespace(secured: Config) -> None:
     async with rest(secured, token=None) as (http, app):
         await add_seed_connection(http, app)
@@ -619,7 +604,7 @@ async def test_rest_writes_notify_mcp_subscribers_of_the_same_namespace(secured:
                 assert (
                     await http.post("/v1/profile/alice", json={"data": "a"}, headers=auth_a)
                 ).status_code == 200
-                assert await _next_events(sub, 2) == [
+                assert await next_events(sub, 2, linger=0.3) == [
                     ResourceUpdated(uri="profile://alice"),
                     ResourcesListChanged(),
                 ]
@@ -629,9 +614,12 @@ async def test_rest_writes_notify_mcp_subscribers_of_the_same_namespace(secured:
                 assert (
                     await http.put(f"{AI}/profiles/writer", json={**CREATE, "name": "W2"}, headers=auth_a)
                 ).status_code == 200
-                assert await _next_events(sub, 1) == [ResourceUpdated(uri=new)]
+                assert await next_events(sub, 1, linger=0.3) == [ResourceUpdated(uri=new)]
                 assert (await http.delete(f"{AI}/profiles/writer", headers=auth_a)).status_code == 200
-                assert await _next_events(sub, 2) == [ResourceUpdated(uri=new), ResourcesListChanged()]
+                assert await next_events(sub, 2, linger=0.3) == [
+                    ResourceUpdated(uri=new),
+                    ResourcesListChanged(),
+                ]
 
 
 async def test_mcp_writes_are_visible_through_rest(config: Config) -> None:

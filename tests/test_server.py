@@ -12,7 +12,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import TextResourceContents
 
 from tests.conftest import ASSISTANT_BODY
-from tests.helpers import add_connection, table_counts, text
+from tests.helpers import add_connection, all_pages, table_counts, text
 
 CODE_WORDS = ("not_found:", "invalid:", "conflict:", "too_large:")
 
@@ -350,18 +350,8 @@ async def test_list_profiles_filters_searches_and_pages(connect: Any, config: An
         await client.call_tool(
             "update_profile", {"profile": "a1", "create": True, "kind": "assistant", "patch": ASSISTANT_BODY}
         )
-        ids: list[str] = []
-        cursor = None
-        while True:
-            args: dict[str, Any] = {"kind": "user", "limit": 3}
-            if cursor:
-                args["cursor"] = cursor
-            page = (await client.call_tool("list_profiles", args)).structured_content
-            ids += [p["id"] for p in page["profiles"]]
-            cursor = page["next_cursor"]
-            if not cursor:
-                break
-        assert ids == [f"user{i}" for i in range(7)]
+        profiles = await all_pages(client, "list_profiles", {"kind": "user", "limit": 3}, "profiles")
+        assert [p["id"] for p in profiles] == [f"user{i}" for i in range(7)]
         tagged = (await client.call_tool("list_profiles", {"tag": "even"})).structured_content["profiles"]
         assert [p["id"] for p in tagged] == ["user0", "user2", "user4", "user6"]
         found = (await client.call_tool("list_profiles", {"query": "climb"})).structured_content["profiles"]
