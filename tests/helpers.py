@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-from mcp import Client
 from mcp.types import CallToolResult
 
 from mcp_profiles.config import Config
 from mcp_profiles.service import ProfileService
 from mcp_profiles.store import ProfileStore
+
+if TYPE_CHECKING:
+    from mcp import Client
 
 # A 2025-11 initialize request and the headers streamable HTTP wants, for raw HTTP tests.
 INIT = {
