@@ -24,7 +24,7 @@ from . import __version__
 from .config import DEFAULT_MODEL, Config, check_prompt_bytes, parse_tokens
 from .errors import Invalid, ProfilesError, TooLarge
 from .service import ProfileService
-from .store import ProfileStore
+from .stores import open_store
 
 if TYPE_CHECKING:
     from .jobs import Extractor
@@ -37,7 +37,7 @@ Command = Callable[[argparse.Namespace, Config], Awaitable[int]]
 
 @asynccontextmanager
 async def _service(config: Config) -> AsyncIterator[ProfileService]:
-    async with ProfileStore.open(config.db_path) as store:
+    async with open_store(config.db_path) as store:
         yield ProfileService(store, config)
 
 

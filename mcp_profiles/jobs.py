@@ -51,7 +51,8 @@ from .models import Kind, Profile, now
 from .patching import check_limits
 from .prompts import load_prompt
 from .service import ProfileService
-from .store import DataItem, ProfileStore
+from .contract import Store
+from .store import DataItem
 
 __all__ = ["NO_BACKEND", "Extractor", "JobResult", "UpsertOutcome"]
 
@@ -196,7 +197,7 @@ class Extractor:
 
     def __init__(
         self,
-        store: ProfileStore,
+        store: Store,
         service: ProfileService,
         config: Config,
         llm: LLM | None,

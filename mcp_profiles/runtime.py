@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from .bus import NamespacedBus
+from .bus import NamespacedBus, profile_uri
 from .config import Config
 from .jobs import Extractor
 from .lifecycle import Lifecycle
 from .llm import LLM, AnthropicLLM
+from .contract import ChangeFeed, Store
 from .service import ProfileService
-from .store import ProfileStore
+from .stores import open_store
 
 __all__ = ["AppContext", "llm_from_env", "open_app"]
 
@@ -33,7 +34,7 @@ class AppContext:
     """What every request handler needs; yielded by the MCP lifespan."""
 
     config: Config
-    store: ProfileStore
+    store: Store
     service: ProfileService
     bus: NamespacedBus
     extractor: Extractor
@@ -54,7 +55,7 @@ def llm_from_env(config: Config, env: Mapping[str, str] | None = None) -> LLM | 
 ERASURE_TICK_SECONDS = 5.0
 
 
-async def _finish_erasures(store: ProfileStore) -> None:
+async def _finish_erasures(store: Store) -> None:
     """The periodic tick that completes an erasure a reader held back, when no write comes."""
     while True:
         await anyio.sleep(ERASURE_TICK_SECONDS)
@@ -88,7 +89,7 @@ async def open_app(
 ) -> AsyncIterator[AppContext]:
     """Open the store and start the extraction worker; stop and close on exit."""
     bus = bus or NamespacedBus(config.namespace)
-    async with ProfileStore.open(config.db_path) as store:
+    async with open_store(config.db_path) as store:
         service = ProfileService(store, config, bus)
 
         async def on_change(ns: str, profile_id: str) -> None:
@@ -104,6 +105,12 @@ async def open_app(
                     tg.start_soon(extractor.run_worker)
                     tg.start_soon(sweep, app.lifecycle, config.prune_interval)
                 tg.start_soon(_finish_erasures, store)
+                if isinstance(store, ChangeFeed):
+
+                    async def deliver(ns: str, profile_id: str, listed: bool) -> None:
+                        await bus.announce(ns, profile_uri(profile_id), listed=listed)
+
+                    tg.start_soon(store.follow_changes, deliver)
                 try:
                     yield app
                 except Exception as e:  # re-raised below, not wrapped in an ExceptionGroup

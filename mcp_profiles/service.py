@@ -22,7 +22,7 @@ from .exchange import ImportRecord
 from .models import PROFILE_ID_RE, Connection, Kind, Profile, ProfileSummary, Revision, now
 from .patching import apply_patch, check_limits, check_rules, diff
 from .prompts import prompt_cache_report
-from .store import ProfileStore, ReadTx, WriteTx
+from .contract import ChangeFeed, ReadOps, Store, WriteOps
 
 __all__ = ["ChangeResult", "DeleteResult", "ProfileService", "located"]
 
@@ -93,7 +93,7 @@ class ProfileService:
     With a ``bus``, every committed change is announced on it (see ``bus.py``).
     """
 
-    def __init__(self, store: ProfileStore, config: Config, bus: NamespacedBus | None = None) -> None:
+    def __init__(self, store: Store, config: Config, bus: NamespacedBus | None = None) -> None:
         self.store = store
         self.config = config
         self.bus = bus
@@ -102,6 +102,8 @@ class ProfileService:
         """Tell whoever listens that a profile changed (``listed``: it appeared or went)."""
         if self.bus is not None:
             await self.bus.announce(ns, profile_uri(profile_id), listed=listed)
+        if isinstance(self.store, ChangeFeed):  # other replicas on the same database
+            await self.store.publish_change(ns, profile_id, listed=listed)
 
     # ---- reads --------------------------------------------------------------------
 
@@ -214,7 +216,7 @@ class ProfileService:
 
     async def create_in(
         self,
-        tx: WriteTx,
+        tx: WriteOps,
         ns: str,
         ref: str,
         patch: dict[str, Any],
@@ -246,7 +248,7 @@ class ProfileService:
 
     async def _commit(
         self,
-        tx: WriteTx,
+        tx: WriteOps,
         ns: str,
         pk: int,
         current: Profile,
@@ -265,7 +267,7 @@ class ProfileService:
         await tx.add_revision(ns, pk, new, actor=actor, reason=reason, changes=changes)
         return ChangeResult(new, [c["path"] for c in changes], changes=changes)
 
-    async def _check_references(self, tx: WriteTx, ns: str, current: Profile | None, new: Profile) -> None:
+    async def _check_references(self, tx: WriteOps, ns: str, current: Profile | None, new: Profile) -> None:
         if new.alias and (current is None or new.alias != current.alias):
             owner = await tx.alias_owner(ns, new.alias)
             if owner is not None and owner != new.id:
@@ -490,7 +492,7 @@ class ProfileService:
                     raise
         return restored
 
-    async def _restore(self, tx: WriteTx, ns: str, record: ImportRecord) -> str:
+    async def _restore(self, tx: WriteOps, ns: str, record: ImportRecord) -> str:
         profile = record.profile
         if await tx.locate(ns, profile.id) is not None:
             raise Conflict(f"profile {profile.id!r} already exists; delete it first to import over it")
@@ -553,14 +555,14 @@ def _connection(**fields: Any) -> Connection:
         raise Invalid(f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
 
 
-async def _find_connection(tx: ReadTx, ns: str, ref: str) -> Connection | None:
+async def _find_connection(tx: ReadOps, ns: str, ref: str) -> Connection | None:
     found = await tx.connection(ns, ref)
     if found is None:  # connections are few, and managed by people: a scan is fine
         found = next((c for c in await tx.connections(ns) if c.alias == ref), None)
     return found
 
 
-async def _check_connection_alias(tx: ReadTx, ns: str, conn: Connection) -> None:
+async def _check_connection_alias(tx: ReadOps, ns: str, conn: Connection) -> None:
     if conn.alias is None:
         return
     for other in await tx.connections(ns):

@@ -433,6 +433,19 @@ class ProfileStore:
             raise RuntimeError("wal_checkpoint returned no row")
         return int(row[0]), int(row[1]), int(row[2])
 
+    async def compact(self) -> dict[str, Any]:
+        """Rewrite the file (VACUUM) and empty the WAL: free pages go back to the file system.
+        ``secure_delete`` already zeroes erased content, so this is about size, not erasure."""
+        size = self._file_bytes()
+        async with self._lock:
+            await self._db.execute("VACUUM")
+            await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return {"backend": "sqlite", "bytes_before": size, "bytes_after": self._file_bytes()}
+
+    def _file_bytes(self) -> int:
+        files = (Path(self.path + suffix) for suffix in ("", "-wal", "-shm"))
+        return sum(f.stat().st_size for f in files if self.path != ":memory:" and f.exists())
+
     async def integrity_check(self) -> str:
         """``ok`` when SQLite finds nothing wrong."""
         async with self._lock, self._db.execute("PRAGMA integrity_check") as cur:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -10,7 +11,8 @@ from mcp.types import CallToolResult
 
 from mcp_profiles.config import Config
 from mcp_profiles.service import ProfileService
-from mcp_profiles.store import ProfileStore
+from mcp_profiles.stores import is_postgres_url, open_store
+from tests.pgcluster import psql_command
 
 if TYPE_CHECKING:
     from mcp import Client
@@ -31,7 +33,7 @@ ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "appl
 
 async def add_connection(config: Config, connection_id: str = "anthropic-main", ns: str = "default") -> None:
     """Connections are managed by people (CLI), so tests seed them through the service."""
-    async with ProfileStore.open(config.db_path) as store:
+    async with open_store(config.db_path) as store:
         await ProfileService(store, config).add_connection(ns, connection_id, "anthropic", api_key_env="KEY")
 
 
@@ -42,7 +44,10 @@ def text(result: CallToolResult) -> str:
 
 
 def table_counts(db_path: str) -> dict[str, int]:
-    """Row counts of every table: proof that a failed call wrote nothing."""
+    """Row counts of every table: proof that a failed call wrote nothing. Read with the
+    database's own client (``sqlite3``, ``psql``), not with the store under test."""
+    if is_postgres_url(db_path):
+        return {k: int(v) for k, v in psql(db_path, _PG_COUNTS)}
     con = sqlite3.connect(db_path)
     try:
         names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
@@ -80,3 +85,17 @@ async def all_pages(client: Client, tool: str, args: dict[str, Any], key: str) -
         cursor = page["next_cursor"]
         if not cursor:
             return seen
+
+
+_PG_COUNTS = (
+    "SELECT table_name, (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I', "
+    "table_name), false, true, '')))[1]::text FROM information_schema.tables WHERE table_schema = current_schema()"
+)
+
+
+def psql(url: str, statement: str) -> list[list[str]]:
+    """Rows of one statement run by ``psql`` on a PostgreSQL URL, as text fields."""
+    out = subprocess.run(
+        [*psql_command(url), "-c", statement], check=True, capture_output=True, text=True, timeout=60
+    ).stdout
+    return [line.split("\x1f") for line in out.splitlines() if line]

@@ -12,6 +12,8 @@ from mcp_profiles.cli import main
 from mcp_profiles.config import Config
 from tests.conftest import ASSISTANT_BODY
 
+pytestmark = pytest.mark.backends  # every test on SQLite and on PostgreSQL (conftest)
+
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
@@ -21,9 +23,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 async def _seed(config: Config) -> None:
     from mcp_profiles.service import ProfileService
-    from mcp_profiles.store import ProfileStore
+    from mcp_profiles.stores import open_store
 
-    async with ProfileStore.open(config.db_path) as store:
+    async with open_store(config.db_path) as store:
         svc = ProfileService(store, config)
         await svc.update_profile(
             "default",
@@ -102,12 +104,12 @@ def test_connection_in_use_cannot_be_removed(capsys: Any, config: Config) -> Non
     import anyio
 
     from mcp_profiles.service import ProfileService
-    from mcp_profiles.store import ProfileStore
+    from mcp_profiles.stores import open_store
 
     run(capsys, "connection", "add", "anthropic-main", "--provider", "anthropic")
 
     async def make() -> None:
-        async with ProfileStore.open(config.db_path) as store:
+        async with open_store(config.db_path) as store:
             await ProfileService(store, config).update_profile(
                 "default", "a1", ASSISTANT_BODY, create=True, kind="assistant"
             )

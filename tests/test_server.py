@@ -14,6 +14,8 @@ from mcp.types import TextResourceContents
 from tests.conftest import ASSISTANT_BODY
 from tests.helpers import add_connection, all_pages, table_counts, text
 
+pytestmark = pytest.mark.backends  # every test on SQLite and on PostgreSQL (conftest)
+
 CODE_WORDS = ("not_found:", "invalid:", "conflict:", "too_large:")
 
 

@@ -20,6 +20,8 @@ from tests.conftest import ASSISTANT_BODY
 from tests.fakes import MessagesAPI, anthropic_llm, user_text
 from tests.helpers import add_connection, table_counts, text
 
+pytestmark = pytest.mark.backends  # every test on SQLite and on PostgreSQL (conftest)
+
 CHAT = """User: Hi! I'm Alice, a backend engineer in Berlin.
 Assistant: Nice to meet you, Alice.
 User: Please keep answers short, I read them on my phone.
@@ -160,6 +162,7 @@ async def test_rate_limit_then_success(connect: Any) -> None:
     assert len(api.requests) == 2
 
 
+@pytest.mark.sqlite_only  # edits the file with sqlite3
 async def test_overloaded_until_retries_run_out_fails_the_item_and_keeps_the_data(
     connect: Any, config: Config
 ) -> None:
@@ -298,6 +301,7 @@ async def test_no_backend_keeps_the_data_pending_and_says_how_to_enable(connect:
     assert table_counts(config.db_path)["data_items"] == 1
 
 
+@pytest.mark.sqlite_only  # edits the file with sqlite3
 async def test_interrupted_item_resumes_when_the_server_starts(config: Config) -> None:
     async with open_app(config, worker=False) as app:
         item, _, _ = await app.extractor.submit("default", "u", CHAT, None, None)
@@ -496,6 +500,7 @@ async def test_a_cancelled_wait_puts_its_items_back_in_the_queue(config: Config)
         assert (await ex.job("default", item.id)).status == "pending"
 
 
+@pytest.mark.sqlite_only  # edits the file with sqlite3
 async def test_claims_of_a_reused_pid_are_recovered_at_once(config: Config) -> None:
     import os
     import socket
