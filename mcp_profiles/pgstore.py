@@ -809,10 +809,12 @@ class PgWriteTx(PgReadTx):
         """Mark a profile's pending items ``processing`` by ``owner``; returns their ids, oldest
         submitted first. Rows another replica is claiming right now are skipped, not waited on."""
         rows = await self._con.fetch(
-            "UPDATE data_items SET status = 'processing', claimed_by = $1, claimed_at = $2 "
-            "WHERE id IN (SELECT id FROM data_items WHERE namespace = $3 AND profile_pk = $4 "
-            "AND status = 'pending' ORDER BY seq LIMIT $5 FOR UPDATE SKIP LOCKED) AND status = 'pending' "
-            "RETURNING id, seq",
+            # A materialised CTE, not ``WHERE id IN (SELECT … LIMIT n)``: the planner may run
+            # such a subquery more than once and claim more than ``limit`` rows.
+            "WITH picked AS MATERIALIZED (SELECT id FROM data_items WHERE namespace = $3 AND profile_pk = $4 "
+            "AND status = 'pending' ORDER BY seq LIMIT $5 FOR UPDATE SKIP LOCKED) "
+            "UPDATE data_items d SET status = 'processing', claimed_by = $1, claimed_at = $2 "
+            "FROM picked WHERE d.id = picked.id AND d.status = 'pending' RETURNING d.id, d.seq",
             owner,
             at,
             ns,

@@ -10,8 +10,12 @@ import pytest
 from mcp_profiles.errors import Conflict
 from mcp_profiles.models import Profile
 from mcp_profiles.store import ProfileStore, _migrations
+from mcp_profiles.stores import open_store
+
+pytestmark = pytest.mark.backends  # the contract's tests run on SQLite and on PostgreSQL (conftest)
 
 
+@pytest.mark.sqlite_only
 async def test_blank_database_is_migrated_with_a_record_per_migration(tmp_path: Path) -> None:
     db = tmp_path / "new" / "p.sqlite3"
     async with ProfileStore.open(db) as store:
@@ -25,6 +29,7 @@ async def test_blank_database_is_migrated_with_a_record_per_migration(tmp_path: 
     ]
 
 
+@pytest.mark.sqlite_only
 async def test_reopening_applies_nothing_twice(tmp_path: Path) -> None:
     db = tmp_path / "p.sqlite3"
     async with ProfileStore.open(db):
@@ -35,6 +40,7 @@ async def test_reopening_applies_nothing_twice(tmp_path: Path) -> None:
     assert con.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(_migrations())
 
 
+@pytest.mark.sqlite_only
 async def test_pragmas_are_set_on_open(tmp_path: Path) -> None:
     async with ProfileStore.open(tmp_path / "p.sqlite3") as store:
         async with store.read() as tx:
@@ -45,6 +51,7 @@ async def test_pragmas_are_set_on_open(tmp_path: Path) -> None:
     assert values == {"foreign_keys": 1, "secure_delete": 1, "synchronous": 1, "busy_timeout": 10000}
 
 
+@pytest.mark.sqlite_only
 async def test_lookups_by_id_and_alias_use_indexes(tmp_path: Path) -> None:
     db = tmp_path / "p.sqlite3"
     async with ProfileStore.open(db):
@@ -66,8 +73,8 @@ async def test_lookups_by_id_and_alias_use_indexes(tmp_path: Path) -> None:
         assert "USING" in plan and "SCAN profiles" not in plan, plan
 
 
-async def test_failed_write_rolls_back_everything(tmp_path: Path) -> None:
-    async with ProfileStore.open(tmp_path / "p.sqlite3") as store:
+async def test_failed_write_rolls_back_everything(db_target: str) -> None:
+    async with open_store(db_target) as store:
         with pytest.raises(RuntimeError):
             async with store.write() as tx:
                 doc = Profile(id="a", version=1, created_at="t", updated_at="t")
@@ -78,8 +85,8 @@ async def test_failed_write_rolls_back_everything(tmp_path: Path) -> None:
             assert await tx.get_profile("ns", "a") is None
 
 
-async def test_version_check_refuses_a_stale_update(tmp_path: Path) -> None:
-    async with ProfileStore.open(tmp_path / "p.sqlite3") as store:
+async def test_version_check_refuses_a_stale_update(db_target: str) -> None:
+    async with open_store(db_target) as store:
         doc = Profile(id="a", version=1, created_at="t", updated_at="t")
         async with store.write() as tx:
             pk = await tx.insert_profile("ns", doc)
@@ -88,8 +95,8 @@ async def test_version_check_refuses_a_stale_update(tmp_path: Path) -> None:
                 await tx.update_profile("ns", pk, doc.model_copy(update={"version": 3}), expected_version=2)
 
 
-async def test_namespaces_are_separate(tmp_path: Path) -> None:
-    async with ProfileStore.open(tmp_path / "p.sqlite3") as store:
+async def test_namespaces_are_separate(db_target: str) -> None:
+    async with open_store(db_target) as store:
         async with store.write() as tx:
             await tx.insert_profile("a", Profile(id="x", name="A", version=1, created_at="t", updated_at="t"))
             await tx.insert_profile("b", Profile(id="x", name="B", version=1, created_at="t", updated_at="t"))
@@ -100,6 +107,7 @@ async def test_namespaces_are_separate(tmp_path: Path) -> None:
             assert page == []
 
 
+@pytest.mark.sqlite_only
 async def test_cancelled_calls_never_leave_the_connection_in_a_transaction(tmp_path: Path) -> None:
     import random
 
