@@ -177,11 +177,15 @@ async def main() -> None:
         for name, fn in (("asyncpg", bench_asyncpg), ("psycopg", bench_psycopg)):
             await seed(url, args.rows)
             results[name] = await fn(url, args.rows, args.seconds)
-        print(f"{'operation':12} {'asyncpg ops/s':>14} {'p50 ms':>8} {'psycopg ops/s':>14} {'p50 ms':>8}  ratio")
+        print(
+            f"{'operation':12} {'asyncpg ops/s':>14} {'p50 ms':>8} {'psycopg ops/s':>14} {'p50 ms':>8}  ratio"
+        )
         for key in results["asyncpg"]:
             a, b = results["asyncpg"][key], results["psycopg"][key]
             print(f"{key:12} {a[0]:14.0f} {a[1]:8.2f} {b[0]:14.0f} {b[1]:8.2f}  {a[0] / b[0]:5.2f}x")
-        print(f"asyncpg {asyncpg.__version__}, psycopg {psycopg.__version__}, pool 16, {args.seconds}s per figure")
+        print(
+            f"asyncpg {asyncpg.__version__}, psycopg {psycopg.__version__}, pool 16, {args.seconds}s per figure"
+        )
     finally:
         if cluster is not None:
             cluster.stop()

@@ -24,6 +24,7 @@ from . import __version__
 from .config import DEFAULT_MODEL, Config, check_prompt_bytes, parse_tokens
 from .errors import Invalid, ProfilesError, TooLarge
 from .service import ProfileService
+from .pgstore import redact_url
 from .stores import open_store
 
 if TYPE_CHECKING:
@@ -495,6 +496,51 @@ async def _run_batch(
     return 1 if run.failed_items or run.requeued_items else 0
 
 
+async def cmd_copy(args: argparse.Namespace, config: Config) -> int:
+    """Copy a whole database into an empty one (SQLite to PostgreSQL or back), then verify."""
+    from .copying import copy_database
+    from .pgstore import redact_url
+
+    bar = _Bar("copy")
+
+    async def progress(done: int, total: int, ns: str) -> None:
+        if bar.on:
+            await bar(done, max(total, 1), f"{done}/{total} profiles ({ns})")
+        else:  # a log, not a terminal: one line a batch
+            print(f"copied {done}/{total} profiles (namespace {ns})", file=sys.stderr)
+
+    report = await copy_database(args.source, args.target, config, progress)
+    for ns, counts in report.namespaces.items():
+        items = ", ".join(f"{k} {v}" for k, v in counts["items"].items()) or "no data items"
+        print(
+            f"{ns}: {counts['profiles']} profiles, {counts['revisions']} versions, {items}, "
+            f"{counts['connections']} connections"
+        )
+    if not report.verified:
+        for line in report.mismatches:
+            print(f"mcp-profiles: mismatch: {line}", file=sys.stderr)
+        return 1
+    print(
+        f"copied {report.profiles} profile(s) from {redact_url(args.source)} to {redact_url(args.target)}; "
+        "counts and versions verified",
+        file=sys.stderr,
+    )
+    return 0
+
+
+async def cmd_compact(args: argparse.Namespace, config: Config) -> int:
+    """Rewrite the database files so that erased data leaves them (PostgreSQL: VACUUM FULL)."""
+    async with open_store(config.db_path) as store:
+        result = await store.compact()
+    if args.json:
+        _print_json(result)
+        return 0
+    print(
+        f"compacted ({result['backend']}): {result['bytes_before']} bytes before, {result['bytes_after']} after"
+    )
+    return 0
+
+
 async def cmd_stats(args: argparse.Namespace, config: Config) -> int:
     """Profiles, versions, data items by status, and tokens spent."""
     async with _service(config) as svc:
@@ -502,7 +548,7 @@ async def cmd_stats(args: argparse.Namespace, config: Config) -> int:
     if args.json:
         _print_json(stats)
         return 0
-    print(f"database   {config.db_path}")
+    print(f"database   {redact_url(config.db_path)}")
     print(f"namespace  {config.namespace}")
     print(f"profiles   {stats['profiles']}")
     print(f"versions   {stats['versions']}")
@@ -568,8 +614,9 @@ def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--db",
-        metavar="FILE",
-        help="database file (env MCP_PROFILES_DB; default: profiles.sqlite3 in the user data directory)",
+        metavar="FILE|URL",
+        help="database file, or a postgresql:// URL (env MCP_PROFILES_DB; default: profiles.sqlite3 in "
+        "the user data directory)",
     )
     common.add_argument(
         "--namespace",
@@ -581,7 +628,7 @@ def _common() -> argparse.ArgumentParser:
 
 _ENVIRONMENT = """\
 environment:
-  MCP_PROFILES_DB          database file for every command, serve included (same as --db)
+  MCP_PROFILES_DB          database file or postgresql:// URL for every command, serve included (same as --db)
   ANTHROPIC_API_KEY        lets the server, ingest and process extract facts from raw data with Claude
   MCP_PROFILES_MODEL       extraction model (default %(model)s)
   MCP_PROFILES_NAMESPACE   tenant namespace (default 'default')
@@ -919,6 +966,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the counts as JSON")
     p.set_defaults(func=cmd_prune)
+
+    p = _sub(
+        sub,
+        "copy",
+        "copy a whole database to another backend",
+        "Copy every namespace of one database (profiles with every kept version, raw data items, "
+        "connections) into an empty one, for example from SQLite to PostgreSQL. Shows progress, then "
+        "counts both sides and compares every profile's version; exits 1 on any difference.",
+        "  mcp-profiles copy --from profiles.sqlite3 --to postgresql://app@db.internal/profiles\n"
+        "  mcp-profiles copy --from 'postgresql://app@/profiles?host=/run/postgresql' --to backup.sqlite3",
+        common=False,
+    )
+    p.add_argument("--from", dest="source", required=True, metavar="FILE|URL", help="database to read")
+    p.add_argument("--to", dest="target", required=True, metavar="FILE|URL", help="empty database to write")
+    p.set_defaults(func=cmd_copy)
+
+    p = _sub(
+        sub,
+        "compact",
+        "rewrite the database files (VACUUM)",
+        "Rewrite the database so that space is returned and erased data leaves the files. On PostgreSQL "
+        "this is VACUUM FULL of every table (it locks them while it runs): deleted rows stay in table "
+        "and index files until then. On SQLite, VACUUM and an emptied WAL.",
+        "  mcp-profiles compact --db 'postgresql://app@/profiles?host=/run/postgresql'",
+    )
+    p.add_argument("--json", action="store_true", help="print the sizes as JSON")
+    p.set_defaults(func=cmd_compact)
     return parser
 
 
@@ -928,7 +1002,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = Config.from_env().with_overrides(
-            db=args.db, namespace=args.namespace, max_attempts=getattr(args, "max_attempts", None)
+            db=getattr(args, "db", None),
+            namespace=getattr(args, "namespace", None),
+            max_attempts=getattr(args, "max_attempts", None),
         )
         func: Command = args.func
         return anyio.run(func, args, config)

@@ -323,7 +323,9 @@ class PgReadTx:
         """The stored JSON text of a profile named by id or alias, not parsed."""
         value = await self._con.fetchval(
             "SELECT document FROM profiles WHERE namespace = $1 AND id = $2", ns, ref
-        ) or await self._con.fetchval("SELECT document FROM profiles WHERE namespace = $1 AND alias = $2", ns, ref)
+        ) or await self._con.fetchval(
+            "SELECT document FROM profiles WHERE namespace = $1 AND alias = $2", ns, ref
+        )
         return str(value) if value is not None else None
 
     async def profile_by_key(self, pk: int) -> Profile | None:
@@ -571,9 +573,14 @@ class PgReadTx:
             "cache_read_input_tokens",
             "cache_creation_input_tokens",
         )
-        return [
-            {k: (v if k == "id" else int(v)) for k, v in zip(keys, r, strict=True)} for r in rows
-        ]
+        return [{k: (v if k == "id" else int(v)) for k, v in zip(keys, r, strict=True)} for r in rows]
+
+    async def namespaces(self) -> list[str]:
+        """Every namespace that holds a profile or a connection (for ``mcp-profiles copy``)."""
+        rows = await self._con.fetch(
+            "SELECT namespace FROM profiles UNION SELECT namespace FROM connections ORDER BY 1"
+        )
+        return [str(r[0]) for r in rows]
 
     async def export_rows(self, ns: str, pk: int) -> dict[str, Any]:
         """Everything kept about one profile: revisions with snapshots, and raw data items."""
@@ -702,7 +709,9 @@ class PgWriteTx(PgReadTx):
         """Erase a profile with its tags, revisions and data items, in this transaction."""
         counts = {}
         for table in ("revisions", "data_items"):
-            counts[table] = int(await self._con.fetchval(f"SELECT count(*) FROM {table} WHERE profile_pk = $1", pk))
+            counts[table] = int(
+                await self._con.fetchval(f"SELECT count(*) FROM {table} WHERE profile_pk = $1", pk)
+            )
         await self._con.execute("DELETE FROM profiles WHERE pk = $1", pk)  # the rest cascades
         self.erased = True
         return counts
@@ -843,7 +852,9 @@ class PgWriteTx(PgReadTx):
 
 
 def _search(profile: Profile) -> str:
-    return _document_words(profile.name or "", profile.alias or "", profile.summary or "", profile.search_text())
+    return _document_words(
+        profile.name or "", profile.alias or "", profile.summary or "", profile.search_text()
+    )
 
 
 def _connection(row: Any) -> Connection:

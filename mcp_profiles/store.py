@@ -942,6 +942,13 @@ class ReadTx:
         )
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
+    async def namespaces(self) -> list[str]:
+        """Every namespace that holds a profile or a connection (for ``mcp-profiles copy``)."""
+        rows = await self._all(
+            "SELECT namespace FROM profiles UNION SELECT namespace FROM connections ORDER BY 1", ()
+        )
+        return [str(r[0]) for r in rows]
+
     async def export_rows(self, ns: str, pk: int) -> dict[str, Any]:
         """Everything kept about one profile: revisions with snapshots, and raw data items."""
         revs = await self._all(

@@ -64,7 +64,9 @@ class Cluster:
             f"-k {self.root} -c listen_addresses='' -c fsync=off -c synchronous_commit=off "
             "-c full_page_writes=off -c max_connections=200 -c shared_buffers=64MB"
         )
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start", "-o", options)
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start", "-o", options
+        )
         return self
 
     def stop(self) -> None:
@@ -101,6 +103,7 @@ class Cluster:
 
         asyncio.run(create())
         return f"{self.url(db)}&options=-csearch_path%3D{name}"
+
 
 def psql_command(url: str) -> list[str]:
     """``psql`` on a URL, unaligned with unit-separated fields and no headers."""

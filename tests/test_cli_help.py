@@ -35,7 +35,7 @@ def parsers(parser: argparse.ArgumentParser, name: str = "mcp-profiles") -> list
 
 def test_every_command_and_every_argument_is_described() -> None:
     all_parsers = parsers(build_parser())
-    assert len(all_parsers) == 19  # mcp-profiles, 15 commands, 3 connection actions
+    assert len(all_parsers) == 21  # mcp-profiles, 17 commands, 3 connection actions
     for name, parser in all_parsers:
         assert parser.description, f"{name} has no description"
         for action in parser._actions:

@@ -155,7 +155,9 @@ async def test_cancelled_calls_leave_no_transaction_open(pg_url: str, pg_cluster
                 else:
                     await svc.history("ns", "u", 5)
         await anyio.sleep(0.1)
-        idle = psql(pg_cluster.url(), "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'")
+        idle = psql(
+            pg_cluster.url(), "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'"
+        )
         assert idle == [["0"]]
         result = await svc.update_profile("ns", "u", {"name": "after"})
         assert result.profile.name == "after"
@@ -183,14 +185,18 @@ async def test_erasure_and_compact_what_bytes_remain(pg_url: str, pg_cluster: Cl
     config = Config(db=pg_url)
     async with PgStore.open(pg_url) as store:
         svc = ProfileService(store, config)
-        await svc.update_profile("ns", "gone", {"name": marker, "attributes": {"work.role": marker}}, create=True)
+        await svc.update_profile(
+            "ns", "gone", {"name": marker, "attributes": {"work.role": marker}}, create=True
+        )
         await svc.update_profile("ns", "stays", {"name": "Stays"}, create=True)
         psql(pg_cluster.url(), "CHECKPOINT")
         before = _hits(pg_cluster.data, marker.encode())
         erased = await svc.delete_profile("ns", "gone")
         assert erased.deleted
         page, _ = await svc.list_profiles("ns", query=marker)
-        assert page == [] and psql(pg_url, f"SELECT count(*) FROM revisions WHERE snapshot LIKE '%{marker}%'") == [["0"]]
+        assert page == [] and psql(
+            pg_url, f"SELECT count(*) FROM revisions WHERE snapshot LIKE '%{marker}%'"
+        ) == [["0"]]
         psql(pg_cluster.url(), "CHECKPOINT")
         after_delete = _hits(pg_cluster.data, marker.encode())
         result: dict[str, Any] = await store.compact()
@@ -201,3 +207,41 @@ async def test_erasure_and_compact_what_bytes_remain(pg_url: str, pg_cluster: Cl
     assert after_compact["tables"] == 0  # VACUUM FULL wrote clean files
     assert after_compact["wal"] > 0  # WAL still holds them: the documented limit
     assert result["backend"] == "postgresql" and result["bytes_after"] <= result["bytes_before"]
+
+
+def test_copy_sqlite_to_postgresql_and_back_is_lossless(
+    pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mcp_profiles.cli import main
+
+    source = str(tmp_path / "source.sqlite3")
+
+    async def seed() -> None:
+        async with open_app(Config(db=source), worker=False) as app:
+            for ns in ("default", "tenant-b"):
+                await app.service.add_connection(ns, "anthropic-main", "anthropic", api_key_env="KEY")
+                for i in range(7):
+                    await app.service.update_profile(
+                        ns, f"p{i}", {"name": f"P {i}", "tags": ["t"]}, create=True
+                    )
+                    await app.service.update_profile(ns, f"p{i}", {"attributes": {"work.role": f"r{i}"}})
+            await app.extractor.submit("default", "p1", "raw data kept as a pending item", None, None)
+
+    anyio.run(seed)
+    assert main(["copy", "--from", source, "--to", pg_url]) == 0
+    out, err = capsys.readouterr()
+    assert "default: 7 profiles, 14 versions, pending 1, 1 connections" in out
+    assert "copied 7/14 profiles (namespace default)" in err and "verified" in err
+    back = str(tmp_path / "back.sqlite3")
+    assert main(["copy", "--from", pg_url, "--to", back]) == 0
+    capsys.readouterr()
+    for ns in ("default", "tenant-b"):
+        dumps = []
+        for db in (source, pg_url, back):
+            assert main(["export", "--db", db, "--namespace", ns]) == 0
+            dumps.append(capsys.readouterr().out)
+        assert dumps[0] == dumps[1] == dumps[2] and dumps[0].count("\n") == 7
+    assert main(["copy", "--from", source, "--to", pg_url]) == 1  # never into a database in use
+    assert "not empty" in capsys.readouterr().err
+    assert main(["compact", "--db", pg_url, "--json"]) == 0
+    assert '"backend": "postgresql"' in capsys.readouterr().out
