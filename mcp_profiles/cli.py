@@ -23,8 +23,8 @@ import anyio
 from . import __version__
 from .config import DEFAULT_MODEL, Config, check_prompt_bytes, parse_tokens
 from .errors import Invalid, ProfilesError, TooLarge
-from .service import ProfileService
 from .pgstore import redact_url
+from .service import ProfileService
 from .stores import open_store
 
 if TYPE_CHECKING:

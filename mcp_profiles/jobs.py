@@ -32,6 +32,7 @@ import anyio
 
 from .cache_limits import cache_minimum
 from .config import Config
+from .contract import Store
 from .errors import ExtractionFailed, Invalid, NotFound, ProfilesError, Timeout, TooLarge
 from .extract import (
     DataChunk,
@@ -51,7 +52,6 @@ from .models import Kind, Profile, now
 from .patching import check_limits
 from .prompts import load_prompt
 from .service import ProfileService
-from .contract import Store
 from .store import DataItem
 
 __all__ = ["NO_BACKEND", "Extractor", "JobResult", "UpsertOutcome"]

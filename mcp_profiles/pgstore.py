@@ -290,7 +290,7 @@ class PgStore:
                     await anyio.sleep(retry_seconds)
                     continue
                 try:
-                    con.add_termination_listener(lambda _c: lost.set())
+                    con.add_termination_listener(lambda _c, lost=lost: lost.set())
                     await con.add_listener(self.channel, on_notify)
                     await lost.wait()
                     log.warning("lost the connection that listens for other replicas' changes; reconnecting")
@@ -617,6 +617,16 @@ class PgWriteTx(PgReadTx):
     def __init__(self, con: Any) -> None:
         super().__init__(con)
         self.erased = False
+
+    async def locate(self, ns: str, ref: str) -> tuple[int, Profile] | None:
+        """As a read, but a miss takes a lock on the name until commit and looks again: of two
+        replicas creating the same profile at once, the second waits for the first and then
+        updates what it created (on SQLite, writers are serialised anyway)."""
+        found = await super().locate(ns, ref)
+        if found is not None:
+            return found
+        await self._con.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"{ns}\x1f{ref}")
+        return await super().locate(ns, ref)
 
     async def insert_profile(self, ns: str, profile: Profile) -> int:
         """Insert a new profile; returns its internal key (never one a deleted profile had)."""

@@ -17,10 +17,10 @@ import anyio
 
 from .bus import NamespacedBus, profile_uri
 from .config import Config
+from .contract import ChangeFeed, Store
 from .jobs import Extractor
 from .lifecycle import Lifecycle
 from .llm import LLM, AnthropicLLM
-from .contract import ChangeFeed, Store
 from .service import ProfileService
 from .stores import open_store
 

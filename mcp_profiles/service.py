@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from .bus import NamespacedBus, profile_uri
 from .config import Config
+from .contract import ChangeFeed, ReadOps, Store, WriteOps
 from .errors import Conflict, Invalid, NotFound, ProfilesError, TooLarge
 from .exchange import ImportRecord
 from .models import PROFILE_ID_RE, Connection, Kind, Profile, ProfileSummary, Revision, now

@@ -23,7 +23,6 @@ from mcp_profiles.config import Config
 from mcp_profiles.server import create_server
 from tests.pgcluster import HOW_TO_ENABLE, Cluster, pg_bin
 
-
 BACKENDS = ("sqlite", "postgres")
 
 
@@ -44,6 +43,12 @@ def pg_cluster() -> Iterator[Cluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Cluster) -> str:
+    """A fresh schema of the session's PostgreSQL server, as a URL."""
+    return pg_cluster.create_schema()
 
 
 @pytest.fixture
