@@ -2,6 +2,7 @@
 """Speed bench for mcp-profiles: the installed ``mcp-profiles serve`` driven over stdio.
 
     python bench/speed.py [--sizes 100,1000,10000,100000] [--runs 3] [--peer] [--json out.json]
+    python bench/speed.py --db postgresql://USER@/DB?host=/run/postgresql [--sizes 1000,100000]
 
 For every size K it seeds a database with K realistic profiles through the real store API
 (``ProfileStore.write`` / ``WriteTx.insert_profile`` + ``add_revision``, 2,000 per
@@ -15,6 +16,11 @@ floor the SDK and the transport set. Each figure is the median over ``--runs`` r
 against a fresh server process. ``--peer`` runs the same read, write and list workload
 against ``@modelcontextprotocol/server-memory`` (installed from npm into ``bench/.peer/``),
 capped at K = 10,000. See bench/README.md.
+
+With ``--db postgresql://…`` every size runs on PostgreSQL (each K in its own schema
+``bench_k{K}`` of that database, seeded through COPY and set-based inserts) and on SQLite in
+the same run, and the report adds the PostgreSQL / SQLite ratios and the get_profile
+throughput with 16 in flight through two server processes (replicas) against one.
 """
 
 from __future__ import annotations
@@ -218,6 +224,106 @@ async def seed_database(path: str, k: int, rng: random.Random, batch: int = 2000
                         NAMESPACE, pk, new, actor="agent", reason="created", changes=diff(None, new)
                     )
         await store.checkpoint()
+
+
+async def seed_postgres(url: str, k: int, rng: random.Random, batch: int = 5000) -> None:
+    """The same K profiles and first revisions as :func:`seed_database`, on PostgreSQL: rows
+    built by the same code, sent with COPY into a staging table, then inserted set-wise with
+    the store's own full-text words (``to_tsvector('simple', …)``), tags and revisions."""
+    import asyncpg
+
+    from mcp_profiles.models import Evidence, now
+    from mcp_profiles.patching import Limits, apply_patch, diff
+    from mcp_profiles.pgstore import PgStore, _search
+
+    async with PgStore.open(url):  # migrate the fresh schema
+        pass
+    limits = Limits()
+    con = await asyncpg.connect(url)
+    try:
+        await con.execute(
+            "CREATE TEMP TABLE stage (namespace text, id text, alias text, kind text, name text, summary text, "
+            "version int, created_at text, updated_at text, document text, words text, tags text[], diff text)"
+        )
+        for start in range(0, k, batch):
+            records = []
+            for i in range(start, min(k, start + batch)):
+                at = now()
+                patch = make_profile(i, rng)
+                # Provenance is the server's: apply plain values, then mark what extraction found.
+                found = {
+                    key: a for key, a in patch["attributes"].items() if isinstance(a, dict) and "source" in a
+                }
+                for key, a in found.items():
+                    patch["attributes"][key] = {"value": a["value"], "confidence": a["confidence"]}
+                new = apply_patch(
+                    None, patch, profile_id=profile_id(i), kind="user", replace=False, at=at, limits=limits
+                )
+                for key, a in found.items():
+                    new.attributes[key] = new.attributes[key].model_copy(
+                        update={"source": a["source"], "evidence": [Evidence(**e) for e in a["evidence"]]}
+                    )
+                new.version, new.created_at, new.updated_at = 1, at, at
+                records.append(
+                    (
+                        NAMESPACE, new.id, new.alias, new.kind, new.name, new.summary, 1, at, at,
+                        new.model_dump_json(), _search(new), list(new.tags),
+                        json.dumps(diff(None, new), ensure_ascii=False),
+                    )
+                )  # fmt: skip
+            async with con.transaction():
+                await con.execute("TRUNCATE stage")
+                await con.copy_records_to_table("stage", records=records)
+                await con.execute(
+                    "INSERT INTO profiles (namespace, id, alias, kind, name, summary, version, created_at, "
+                    "updated_at, document, search) SELECT namespace, id, alias, kind, name, summary, version, "
+                    "created_at, updated_at, document, to_tsvector('simple', words) FROM stage"
+                )
+                await con.execute(
+                    "INSERT INTO profile_tags (namespace, tag, id, profile_pk) SELECT s.namespace, t.tag, s.id, "
+                    "p.pk FROM stage s JOIN profiles p ON p.namespace = s.namespace AND p.id = s.id, "
+                    "unnest(s.tags) AS t(tag) ON CONFLICT DO NOTHING"
+                )
+                await con.execute(
+                    "INSERT INTO revisions (profile_pk, version, namespace, actor, reason, changed_at, diff, "
+                    "snapshot) SELECT p.pk, 1, s.namespace, 'agent', 'created', s.updated_at, s.diff, s.document "
+                    "FROM stage s JOIN profiles p ON p.namespace = s.namespace AND p.id = s.id"
+                )
+        await con.execute("ANALYZE")
+    finally:
+        await con.close()
+
+
+async def prepare_pg(base_url: str, k: int) -> tuple[str, float]:
+    """A freshly seeded schema ``bench_k{K}`` in the database of ``base_url``; its URL."""
+    import asyncpg
+
+    schema = f"bench_k{k}"
+    con = await asyncpg.connect(base_url)
+    try:
+        await con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
+    finally:
+        await con.close()
+    url = f"{base_url}{'&' if '?' in base_url else '?'}options=-csearch_path%3D{schema}"
+    start = time.perf_counter()
+    await seed_postgres(url, k, random.Random(k))
+    return url, time.perf_counter() - start
+
+
+async def pg_bytes(url: str) -> int:
+    """Tables, indexes and TOAST of the bench schema."""
+    import asyncpg
+
+    con = await asyncpg.connect(url)
+    try:
+        return int(
+            await con.fetchval(
+                "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+            )
+        )
+    finally:
+        await con.close()
 
 
 def seed_fingerprint() -> str:
@@ -495,8 +601,8 @@ async def measure_floor(log: TextIO, work: Workload) -> Metrics:
     return m
 
 
-async def run_ours(cmd: str, db: Path, k: int, run: int, work: Workload, log: TextIO) -> Metrics:
-    """One run against fresh ``mcp-profiles serve`` processes."""
+async def run_ours(cmd: str, db: Path | str, k: int, run: int, work: Workload, log: TextIO) -> Metrics:
+    """One run against fresh ``mcp-profiles serve`` processes (``db``: a file or a URL)."""
     rng = random.Random(1000 * k + run)
     params = StdioServerParameters(command=cmd, args=["serve"], env={"MCP_PROFILES_DB": str(db)})
     m = await measure_cold_start(params, cmd, log, work)
@@ -556,7 +662,23 @@ async def run_ours(cmd: str, db: Path, k: int, run: int, work: Workload, log: Te
             m[f"write_ops_s_{n}"] = await throughput(update, work.throughput // 2, n)
         m.update(await lost_updates(client, f"bench-hot-{run}-{rng.randrange(10**9)}", work))
         m["peak_rss_mib"] = peak_rss_mib(pid)
-    m["disk_bytes_per_profile"] = disk_bytes(db) / k
+        async with connect(params, log, work) as second:  # a second replica on the same database
+
+            async def get_second(_: int) -> None:
+                check(await second.call_tool("get_profile", {"profile": rid()}))
+
+            for i in range(5):
+                await get_second(i)
+            half = work.throughput // 2
+            start = time.perf_counter()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(throughput, get_profile, half, 8)
+                tg.start_soon(throughput, get_second, half, 8)
+            m["read_ops_s_16_two"] = 2 * half / (time.perf_counter() - start)
+    if isinstance(db, str) and db.startswith("postgresql://"):
+        m["disk_bytes_per_profile"] = await pg_bytes(db) / k
+    else:
+        m["disk_bytes_per_profile"] = disk_bytes(Path(db)) / k
     return m
 
 
@@ -693,6 +815,11 @@ ROWS: list[tuple[str, str, str]] = [
     ("list_query_p95_ms", "list_profiles with query p95 (ms)", "{:.2f}"),
     *[(f"read_ops_s_{n}", f"get_profile throughput, {n} in flight (ops/s)", "{:.0f}") for n in IN_FLIGHT],
     *[(f"write_ops_s_{n}", f"update_profile throughput, {n} in flight (ops/s)", "{:.0f}") for n in IN_FLIGHT],
+    (
+        "read_ops_s_16_two",
+        "get_profile throughput, 16 in flight through two server processes (ops/s)",
+        "{:.0f}",
+    ),
     ("lost_updates", f"lost updates ({WRITERS} writers × 5 writes, one profile)", "{:.0f}"),
     ("lost_update_missing_keys", "  writer keys missing afterwards", "{:.0f}"),
     ("lost_update_errors", "  writes answered with an error", "{:.0f}"),
@@ -805,7 +932,26 @@ def report(out: dict[str, Any], peer_requested: bool, sizes: list[int]) -> str:
             table(PEER_ROWS, out["peer"]) if out["peer"] else "(no size at or below the cap)",
         ]
     parts += ["", "### Targets", "", targets_table(out["targets"])]
+    if out.get("postgres"):
+        parts += ["", "### PostgreSQL (same run, same workload)", "", table(ROWS, out["postgres"])]
+        parts += ["", "PostgreSQL / SQLite, p50 ratios (≤ 1.5× is the target):", "", pg_ratios(out)]
     return "\n".join(parts)
+
+
+def pg_ratios(out: dict[str, Any]) -> str:
+    """PostgreSQL p50 over SQLite p50 per K, and each backend's largest K over K = 1,000."""
+    pg, lite = out["postgres"], out["ours"]
+    sizes = sorted(pg)
+    keys = ("read_resource_p50_ms", "get_profile_p50_ms", "update_p50_ms", "list_query_p50_ms")
+    lines = ["| p50 | " + " | ".join(f"K={k:,}" for k in sizes) + " | PG flat (largest K / K=1,000) |"]
+    lines.append("|---|" + "---:|" * (len(sizes) + 1))
+    for key in keys:
+        cells = [f"{pg[k][key] / lite[k][key]:.2f}×" for k in sizes]
+        flat = f"{pg[sizes[-1]][key] / pg[1000][key]:.2f}×" if 1000 in pg and sizes[-1] != 1000 else "—"
+        lines.append(f"| {key.removesuffix('_p50_ms')} | " + " | ".join(cells) + f" | {flat} |")
+    two = [f"{pg[k]['read_ops_s_16_two'] / pg[k]['read_ops_s_16']:.2f}×" for k in sizes]
+    lines.append("| get_profile ops/s, two replicas / one (16 in flight) | " + " | ".join(two) + " | — |")
+    return "\n".join(lines)
 
 
 # ---- main ----------------------------------------------------------------------------------------
@@ -833,7 +979,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     load_start = os.getloadavg()[0]
     ours: dict[int, Metrics] = {}
     peer: dict[int, Metrics] = {}
-    raw: dict[str, Any] = {"ours": {}, "peer": {}}
+    pg: dict[int, Metrics] = {}
+    raw: dict[str, Any] = {"ours": {}, "peer": {}, "postgres": {}}
     with log_path.open("a", encoding="utf-8") as log:
         for k in args.sizes:
             db, seed_s = await prepare_db(workdir, k, args.reseed)
@@ -847,6 +994,16 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 ours[k]["seed_s"] = seed_s
             raw["ours"][k] = result.runs
             remove_db(db)
+            if args.db:
+                url, seed_pg = await prepare_pg(args.db, k)
+                print(f"K={k:,}: PostgreSQL seeded in {seed_pg:.1f} s", file=sys.stderr)
+                presult_pg = Result()
+                for run in range(args.runs):
+                    presult_pg.runs.append(await run_ours(cmd, url, k, run, work, log))
+                    print(f"K={k:,}: PostgreSQL run {run + 1}/{args.runs} done", file=sys.stderr)
+                pg[k] = presult_pg.median()
+                pg[k]["seed_s"] = seed_pg
+                raw["postgres"][k] = presult_pg.runs
             if args.peer and k <= PEER_CAP:
                 memory = workdir / f"peer-memory-{k}.jsonl"
                 await seed_peer(memory, k, log, work)
@@ -869,6 +1026,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "runs": args.runs,
         "ours": ours,
         "peer": peer,
+        "postgres": pg,
         "raw": raw,
     }
 
@@ -898,6 +1056,12 @@ def main() -> None:
         "--workdir", default=str(BENCH_DIR / ".data"), help="seeded databases and server logs"
     )
     parser.add_argument("--reseed", action="store_true", help="seed again even when a cached seed exists")
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        help="a postgresql:// database to bench as well (schemas bench_kK are dropped and re-seeded); "
+        "SQLite runs in the same run for the ratios",
+    )
     args = parser.parse_args()
     out = anyio.run(bench, args)
     out["targets"] = targets(out["ours"], out["peer"])
