@@ -243,7 +243,8 @@ async def seed_postgres(url: str, k: int, rng: random.Random, batch: int = 5000)
     try:
         await con.execute(
             "CREATE TEMP TABLE stage (namespace text, id text, alias text, kind text, name text, summary text, "
-            "version int, created_at text, updated_at text, document text, words text, tags text[], diff text)"
+            "version int, created_at text, updated_at text, document text, names text, words text, tags text[], "
+            "diff text)"
         )
         for start in range(0, k, batch):
             records = []
@@ -267,7 +268,7 @@ async def seed_postgres(url: str, k: int, rng: random.Random, batch: int = 5000)
                 records.append(
                     (
                         NAMESPACE, new.id, new.alias, new.kind, new.name, new.summary, 1, at, at,
-                        new.model_dump_json(), _search(new), list(new.tags),
+                        new.model_dump_json(), *_search(new), list(new.tags),
                         json.dumps(diff(None, new), ensure_ascii=False),
                     )
                 )  # fmt: skip
@@ -277,7 +278,8 @@ async def seed_postgres(url: str, k: int, rng: random.Random, batch: int = 5000)
                 await con.execute(
                     "INSERT INTO profiles (namespace, id, alias, kind, name, summary, version, created_at, "
                     "updated_at, document, search) SELECT namespace, id, alias, kind, name, summary, version, "
-                    "created_at, updated_at, document, to_tsvector('simple', words) FROM stage"
+                    "created_at, updated_at, document, "
+                    "setweight(to_tsvector('simple', names), 'A') || to_tsvector('simple', words) FROM stage"
                 )
                 await con.execute(
                     "INSERT INTO profile_tags (namespace, tag, id, profile_pk) SELECT s.namespace, t.tag, s.id, "

@@ -92,8 +92,9 @@ def _document_words(*texts: str) -> str:
     return " ".join(w for t in texts for w in _words(t) if len(w.encode()) < 2000)
 
 
-def _ts_query(text: str) -> str:
-    """Free text as a ``to_tsquery('simple', …)`` string: every word, the last as a prefix.
+def _ts_query(text: str, weight: str = "") -> str:
+    """Free text as a ``to_tsquery('simple', …)`` string: every word, the last as a prefix;
+    with ``weight`` "A", every word must be found in the name or alias.
 
     Raises:
         Invalid: no letter or digit (the rule the SQLite store applies).
@@ -104,8 +105,8 @@ def _ts_query(text: str) -> str:
     words = [w for part in raw[:16] for w in _words(part)]
     if not words:
         raise Invalid("query: needs at least one letter or digit")
-    terms = [f"'{w}'" for w in words]
-    terms[-1] += ":*"
+    terms = [f"'{w}'" + (f":{weight}" if weight else "") for w in words]
+    terms[-1] = f"'{words[-1]}':*{weight}"
     return " & ".join(terms)
 
 
@@ -376,10 +377,12 @@ class PgReadTx:
                 where.append(
                     f"EXISTS (SELECT 1 FROM profile_tags t WHERE t.profile_pk = p.pk AND t.tag = {arg(tag)})"
                 )
-            q = arg(_ts_query(query))
+            # The order uses only each row itself (as on SQLite): a match in the name or alias
+            # (their words carry weight A) first, then by id.
+            q, named = arg(_ts_query(query)), arg(_ts_query(query, "A"))
             sql = (
                 f"SELECT {cols} FROM profiles p WHERE p.search @@ to_tsquery('simple', {q}) AND "
-                f"{' AND '.join(where)} ORDER BY ts_rank(p.search, to_tsquery('simple', {q})) DESC, p.id "
+                f"{' AND '.join(where)} ORDER BY NOT p.search @@ to_tsquery('simple', {named}), p.id "
                 f"LIMIT {arg(limit + 1)} OFFSET {arg(offset)}"
             )
             rows = await self._con.fetch(sql, *params)
@@ -634,7 +637,7 @@ class PgWriteTx(PgReadTx):
             pk = await self._con.fetchval(
                 "INSERT INTO profiles (namespace, id, alias, kind, name, summary, version, created_at, "
                 "updated_at, document, search) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
-                "to_tsvector('simple', $11)) RETURNING pk",
+                f"{_SEARCH_SQL.format(names='$11', rest='$12')}) RETURNING pk",
                 ns,
                 profile.id,
                 profile.alias,
@@ -645,7 +648,7 @@ class PgWriteTx(PgReadTx):
                 profile.created_at,
                 profile.updated_at,
                 profile.model_dump_json(),
-                _search(profile),
+                *_search(profile),
             )
         except asyncpg.UniqueViolationError:
             raise Conflict(f"profile {profile.id!r} or alias {profile.alias!r} already exists") from None
@@ -663,14 +666,14 @@ class PgWriteTx(PgReadTx):
         try:
             status = await self._con.execute(
                 "UPDATE profiles SET alias = $1, name = $2, summary = $3, version = $4, updated_at = $5, "
-                "document = $6, search = to_tsvector('simple', $7) WHERE pk = $8 AND version = $9",
+                f"document = $6, search = {_SEARCH_SQL.format(names='$7', rest='$8')} WHERE pk = $9 AND version = $10",
                 profile.alias,
                 profile.name,
                 profile.summary,
                 profile.version,
                 profile.updated_at,
                 profile.model_dump_json(),
-                _search(profile),
+                *_search(profile),
                 pk,
                 expected_version,
             )
@@ -861,9 +864,15 @@ class PgWriteTx(PgReadTx):
         return len(ids)
 
 
-def _search(profile: Profile) -> str:
-    return _document_words(
-        profile.name or "", profile.alias or "", profile.summary or "", profile.search_text()
+# Name and alias words carry weight A, so a query can ask whether it matches there.
+_SEARCH_SQL = "setweight(to_tsvector('simple', {names}), 'A') || to_tsvector('simple', {rest})"
+
+
+def _search(profile: Profile) -> tuple[str, str]:
+    """The words of (name and alias, summary and attribute values)."""
+    return (
+        _document_words(profile.name or "", profile.alias or ""),
+        _document_words(profile.summary or "", profile.search_text()),
     )
 
 

@@ -9,6 +9,7 @@ neither needs a database someone else set up.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import glob
 import os
 import shutil
@@ -101,7 +102,9 @@ class Cluster:
             finally:
                 await con.close()
 
-        asyncio.run(create())
+        # in a thread of its own, so that async tests (inside a running loop) can call it too
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, create()).result()
         return f"{self.url(db)}&options=-csearch_path%3D{name}"
 
 

@@ -41,6 +41,7 @@ async def test_replicas_starting_at_once_migrate_once(pg_url: str) -> None:
 def test_search_terms_follow_the_sqlite_rules() -> None:
     assert _ts_query("Zoë café") == "'zoe' & 'cafe':*"
     assert _ts_query("snake_case x") == "'snake' & 'case' & 'x':*"
+    assert _ts_query("Zoë café", "A") == "'zoe':A & 'cafe':*A"
     with pytest.raises(Exception, match="at least one letter"):
         _ts_query("!!! ---")
 
@@ -239,3 +240,16 @@ def test_copy_sqlite_to_postgresql_and_back_is_lossless(
     assert "not empty" in capsys.readouterr().err
     assert main(["compact", "--db", pg_url, "--json"]) == 0
     assert '"backend": "postgresql"' in capsys.readouterr().out
+
+
+async def test_one_tenants_data_has_no_effect_on_anothers_search_order(pg_cluster: Cluster) -> None:
+    """The SQLite regression test (test_http), on PostgreSQL: the same orders, whatever
+    another namespace stores."""
+    from tests.test_http import TOKENS, _search_order_of_b
+
+    runs = {}
+    for flood in (None, "alpine", "hiking"):
+        config = Config(db=pg_cluster.create_schema(), tokens=TOKENS)
+        runs[flood] = await _search_order_of_b(config, flood)
+    assert runs["alpine"] == runs[None] == runs["hiking"], runs
+    assert runs[None] == [["b4", "b1", "b2", "b3", "b5"]] * 3
