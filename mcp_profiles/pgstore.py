@@ -311,10 +311,11 @@ class PgReadTx:
 
     async def locate(self, ns: str, ref: str) -> tuple[int, Profile] | None:
         """Find a profile by id, else by alias; returns (internal key, document)."""
-        row = await self._con.fetchrow(
-            f"SELECT pk, document FROM profiles WHERE namespace = $1 AND id = $2{self._lock}", ns, ref
-        ) or await self._con.fetchrow(
-            f"SELECT pk, document FROM profiles WHERE namespace = $1 AND alias = $2{self._lock}", ns, ref
+        row = await self._con.fetchrow(  # one round trip: an id match wins over an alias match
+            "SELECT pk, document FROM profiles WHERE namespace = $1 AND (id = $2 OR alias = $2) "
+            f"ORDER BY id = $2 DESC LIMIT 1{self._lock}",
+            ns,
+            ref,
         )
         if row is None:
             return None
@@ -323,9 +324,10 @@ class PgReadTx:
     async def document_json(self, ns: str, ref: str) -> str | None:
         """The stored JSON text of a profile named by id or alias, not parsed."""
         value = await self._con.fetchval(
-            "SELECT document FROM profiles WHERE namespace = $1 AND id = $2", ns, ref
-        ) or await self._con.fetchval(
-            "SELECT document FROM profiles WHERE namespace = $1 AND alias = $2", ns, ref
+            "SELECT document FROM profiles WHERE namespace = $1 AND (id = $2 OR alias = $2) "
+            "ORDER BY id = $2 DESC LIMIT 1",
+            ns,
+            ref,
         )
         return str(value) if value is not None else None
 
