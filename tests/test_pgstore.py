@@ -253,3 +253,29 @@ async def test_one_tenants_data_has_no_effect_on_anothers_search_order(pg_cluste
         runs[flood] = await _search_order_of_b(config, flood)
     assert runs["alpine"] == runs[None] == runs["hiking"], runs
     assert runs[None] == [["b4", "b1", "b2", "b3", "b5"]] * 3
+
+
+def test_a_url_without_the_driver_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mcp_profiles import pgstore
+    from mcp_profiles.cli import main
+
+    monkeypatch.setattr(pgstore, "asyncpg", None)
+    assert main(["list", "--db", "postgresql://app:s3cret@db.invalid/profiles"]) == 1
+    err = capsys.readouterr().err
+    assert "pip install 'mcp-profiles[postgres]'" in err and "s3cret" not in err
+
+
+def test_an_unreachable_database_is_an_invalid_setting_without_its_password(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from mcp_profiles.cli import main
+
+    url = f"postgresql://app:s3cret@/profiles?host={tmp_path}"  # no server listens there
+    assert main(["stats", "--db", url]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("mcp-profiles: invalid: cannot open postgresql://app:***@/profiles")
+        and "s3cret" not in err
+    )
