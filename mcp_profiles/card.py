@@ -16,8 +16,8 @@ from pydantic import BaseModel
 
 from .models import Profile
 from .render import render_markdown
+from .contract import Store
 from .service import located
-from .store import ProfileStore
 
 __all__ = ["CARD_URI", "CardItem", "LastChange", "ProfileCard", "card_html", "card_text", "load_card"]
 
@@ -61,7 +61,7 @@ class ProfileCard(BaseModel):
     data_counts: dict[str, int]  # data items by status: pending, processing, done, failed
 
 
-async def load_card(store: ProfileStore, ns: str, ref: str) -> ProfileCard:
+async def load_card(store: Store, ns: str, ref: str) -> ProfileCard:
     """The card's data in one read transaction.
 
     Raises:

@@ -15,7 +15,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.types import Completion, PromptReference, ResourceTemplateReference
 
 from .models import Kind
-from .store import ProfileStore
+from .contract import Store
 
 __all__ = ["MAX_VALUES", "complete_profile_ref", "completion_context_middleware", "current_request"]
 
@@ -63,7 +63,7 @@ def _target(ref: PromptReference | ResourceTemplateReference, argument: str) -> 
 
 
 async def complete_profile_ref(
-    store: ProfileStore,
+    store: Store,
     ns: str,
     ref: PromptReference | ResourceTemplateReference,
     argument: str,

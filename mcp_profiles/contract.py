@@ -23,7 +23,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, runtime_checkable
 
 from .models import Connection, Kind, Profile, ProfileSummary, Revision
-from .store import DataItem
+from .store import DataItem, ItemHeader
 
 __all__ = ["ChangeFeed", "Deliver", "ReadOps", "Store", "WriteOps"]
 
@@ -40,6 +40,13 @@ class ReadOps(Protocol):
     async def get_profile(self, ns: str, ref: str) -> Profile | None: ...
     async def alias_owner(self, ns: str, alias: str) -> str | None: ...
     async def count_profiles(self, ns: str) -> int: ...
+    async def refs_starting_with(
+        self, ns: str, prefix: str, kind: Kind | None, limit: int
+    ) -> tuple[list[tuple[str, str | None]], int]: ...
+    async def item_headers(
+        self, ns: str, pk: int, ids: Sequence[str], statuses: Sequence[str], limit: int
+    ) -> list[ItemHeader]: ...
+    async def item_counts(self, ns: str, pk: int) -> dict[str, int]: ...
     async def list_profiles(
         self,
         ns: str,

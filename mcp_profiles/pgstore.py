@@ -37,7 +37,7 @@ import anyio
 from .contract import Deliver
 from .errors import Conflict, Invalid
 from .models import Connection, Kind, Profile, ProfileSummary, Revision
-from .store import DataItem, _decode_cursor, _encode_cursor
+from .store import DataItem, ItemHeader, _decode_cursor, _encode_cursor
 
 try:
     import asyncpg
@@ -347,6 +347,60 @@ class PgReadTx:
             "SELECT id FROM profiles WHERE namespace = $1 AND (alias = $2 OR id = $2) LIMIT 1", ns, alias
         )
         return str(value) if value is not None else None
+
+    async def refs_starting_with(
+        self, ns: str, prefix: str, kind: Kind | None, limit: int
+    ) -> tuple[list[tuple[str, str | None]], int]:
+        """(id, alias) of profiles whose id or alias starts with ``prefix`` (any case), by id,
+        and how many there are in all: what an argument completion offers."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where = "namespace = $1 AND (id ILIKE $2 OR alias ILIKE $2)"
+        params: list[Any] = [ns, pattern]
+        if kind:
+            where += " AND kind = $3"
+            params.append(kind)
+        rows = await self._con.fetch(
+            f"SELECT id, alias FROM profiles WHERE {where} ORDER BY id LIMIT ${len(params) + 1}",
+            *params,
+            limit,
+        )
+        total = await self._con.fetchval(f"SELECT count(*) FROM profiles WHERE {where}", *params)
+        return [(str(r[0]), r[1]) for r in rows], int(total)
+
+    async def item_headers(
+        self, ns: str, pk: int, ids: Sequence[str], statuses: Sequence[str], limit: int
+    ) -> list[ItemHeader]:
+        """Items of one profile without their content, oldest first: those named in ``ids``,
+        and the first ``limit`` in one of ``statuses``."""
+        cols = "id, input_type, status, error, created_at, seq"
+        rows: list[Any] = []
+        if ids:
+            rows += await self._con.fetch(
+                f"SELECT {cols} FROM data_items WHERE namespace = $1 AND profile_pk = $2 AND id = ANY($3::text[])",
+                ns,
+                pk,
+                list(ids),
+            )
+        if statuses:
+            rows += await self._con.fetch(
+                f"SELECT {cols} FROM data_items WHERE namespace = $1 AND profile_pk = $2 "
+                "AND status = ANY($3::text[]) ORDER BY seq LIMIT $4",
+                ns,
+                pk,
+                list(statuses),
+                limit,
+            )
+        unique = {r[0]: r for r in rows}
+        return [ItemHeader(*tuple(r)[:5]) for r in sorted(unique.values(), key=lambda r: r[5])]
+
+    async def item_counts(self, ns: str, pk: int) -> dict[str, int]:
+        """How many data items one profile has in each state."""
+        rows = await self._con.fetch(
+            "SELECT status, count(*) FROM data_items WHERE namespace = $1 AND profile_pk = $2 GROUP BY status",
+            ns,
+            pk,
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
 
     async def count_profiles(self, ns: str) -> int:
         """Profiles in a namespace (for the per-namespace limit)."""

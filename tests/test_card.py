@@ -8,6 +8,7 @@ import dataclasses
 import re
 from typing import Any
 
+import pytest
 from mcp import Client
 from mcp.client.extension import advertise
 from mcp.types import PromptReference, ResourceTemplateReference, TextResourceContents
@@ -18,6 +19,8 @@ from mcp_profiles.server import create_server
 from tests.conftest import ASSISTANT_BODY
 from tests.fakes import MessagesAPI, anthropic_llm
 from tests.helpers import add_connection, text
+
+pytestmark = pytest.mark.backends  # every test on SQLite and on PostgreSQL (conftest)
 
 APP_MIME = "text/html;profile=mcp-app"
 UI = "io.modelcontextprotocol/ui"
