@@ -14,9 +14,9 @@ from importlib.resources import files
 
 from pydantic import BaseModel
 
+from .contract import Store
 from .models import Profile
 from .render import render_markdown
-from .contract import Store
 from .service import located
 
 __all__ = ["CARD_URI", "CardItem", "LastChange", "ProfileCard", "card_html", "card_text", "load_card"]

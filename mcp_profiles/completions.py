@@ -14,8 +14,8 @@ from typing import Any
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.types import Completion, PromptReference, ResourceTemplateReference
 
-from .models import Kind
 from .contract import Store
+from .models import Kind
 
 __all__ = ["MAX_VALUES", "complete_profile_ref", "completion_context_middleware", "current_request"]
 
