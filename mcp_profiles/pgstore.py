@@ -38,7 +38,7 @@ import anyio
 from .contract import Deliver
 from .errors import Conflict, Invalid
 from .models import Connection, Kind, Profile, ProfileSummary, Revision
-from .store import DataItem, ItemHeader, _decode_cursor, _encode_cursor
+from .store import DataItem, ItemHeader, _connection, _connection_settings, _decode_cursor, _encode_cursor
 
 try:
     import asyncpg
@@ -511,6 +511,34 @@ class PgReadTx:
         )
         return [str(r[0]) for r in rows]
 
+    async def assistant_page(
+        self, ns: str, *, capability: str | None, text: str | None, skip: int, take: int
+    ) -> tuple[int, list[Profile]]:
+        """Assistant profiles by id, filtered by capability and by a case-insensitive
+        substring of id, alias or name; the total that match and the page ``skip``/``take``."""
+        params: list[Any] = [ns]
+        where = ["namespace = $1", "kind = 'assistant'"]
+        if capability:
+            params.append(capability)
+            where.append(f"document::jsonb ->> 'capability' = ${len(params)}")
+        if text:
+            params.append(text.lower())
+            n = f"${len(params)}"
+            where.append(
+                f"(strpos(lower(id), {n}) > 0 OR strpos(lower(coalesce(alias, '')), {n}) > 0 "
+                f"OR strpos(lower(coalesce(name, '')), {n}) > 0)"
+            )
+        cond = " AND ".join(where)
+        total = await self._con.fetchval(f"SELECT count(*) FROM profiles WHERE {cond}", *params)
+        rows = await self._con.fetch(
+            f"SELECT document FROM profiles WHERE {cond} ORDER BY id LIMIT ${len(params) + 1} "
+            f"OFFSET ${len(params) + 2}",
+            *params,
+            take,
+            skip,
+        )
+        return int(total), [Profile.model_validate_json(r[0]) for r in rows]
+
     async def items_by_id(self, ids: Sequence[str]) -> list[DataItem]:
         """Items by id, in the order they were submitted."""
         return await self._items("d.id = ANY($1::text[])", [list(ids)]) if ids else []
@@ -796,11 +824,23 @@ class PgWriteTx(PgReadTx):
                 conn.name,
                 conn.provider_id,
                 conn.api_key_env,
-                json.dumps(conn.settings),
+                _connection_settings(conn),
                 conn.created_at,
             )
         except asyncpg.UniqueViolationError:
             raise Conflict(f"connection {conn.id!r} already exists; remove it first to change it") from None
+
+    async def update_connection(self, ns: str, conn: Connection) -> bool:
+        """Replace a connection's name, key variable and settings; False when it is gone."""
+        status = await self._con.execute(
+            "UPDATE connections SET name = $1, api_key_env = $2, settings = $3 WHERE namespace = $4 AND id = $5",
+            conn.name,
+            conn.api_key_env,
+            _connection_settings(conn),
+            ns,
+            conn.id,
+        )
+        return _status_count(status) == 1
 
     async def remove_connection(self, ns: str, connection_id: str) -> bool:
         """Delete a connection; False when it did not exist."""
@@ -929,15 +969,4 @@ def _search(profile: Profile) -> tuple[str, str]:
     return (
         _document_words(profile.name or "", profile.alias or ""),
         _document_words(profile.summary or "", profile.search_text()),
-    )
-
-
-def _connection(row: Any) -> Connection:
-    return Connection(
-        id=row[0],
-        name=row[1],
-        provider_id=row[2],
-        api_key_env=row[3],
-        settings=json.loads(row[4]),
-        created_at=row[5],
     )

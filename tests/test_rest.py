@@ -25,6 +25,8 @@ from mcp_profiles.runtime import AppContext, open_app
 from mcp_profiles.server import create_server
 from tests.helpers import next_events, table_counts, text
 
+pytestmark = pytest.mark.backends  # every test on SQLite and on PostgreSQL (conftest)
+
 BASE = "http://127.0.0.1:8000"
 AI = f"{BASE}/umbraco/ai/management/api/v1"
 TOKENS = {"tok-alpha-0123456789": "default", "tok-bravo-9876543210": "team-b"}
