@@ -35,6 +35,7 @@ from typing import Any
 
 import anyio
 
+from .chunking import estimate_tokens
 from .contract import Deliver
 from .errors import Conflict, Invalid
 from .models import Connection, Kind, Profile, ProfileSummary, Revision
@@ -574,14 +575,34 @@ class PgReadTx:
             )
         return [str(r[0]) for r in rows]
 
-    async def queued_profiles(self, limit: int = 100) -> list[tuple[str, int]]:
-        """(namespace, profile key) pairs with pending items, oldest first."""
+    async def queued_profiles(self, limit: int = 100, *, due: float | None = None) -> list[tuple[str, int]]:
+        """(namespace, profile key) pairs with pending items (due by ``due``, when given),
+        oldest first."""
         rows = await self._con.fetch(
-            "SELECT namespace, profile_pk, min(seq) AS first FROM data_items "
-            "WHERE status = 'pending' GROUP BY namespace, profile_pk ORDER BY first LIMIT $1",
+            "SELECT namespace, profile_pk, min(seq) AS first FROM data_items WHERE status = 'pending' "
+            "AND ($1::float8 IS NULL OR next_attempt_at IS NULL OR next_attempt_at <= $1) "
+            "GROUP BY namespace, profile_pk ORDER BY first LIMIT $2",
+            due,
             limit,
         )
         return [(str(r[0]), int(r[1])) for r in rows]
+
+    async def next_attempt(self) -> float | None:
+        """The earliest time a pending item waits for (a retry), if any."""
+        value = await self._con.fetchval(
+            "SELECT min(next_attempt_at) FROM data_items WHERE status = 'pending' AND next_attempt_at IS NOT NULL"
+        )
+        return float(value) if value is not None else None
+
+    async def pending_load(self, ns: str, pk: int) -> tuple[int, str | None]:
+        """Tokens of a profile's pending items, and when the oldest was submitted (no content read)."""
+        row = await self._con.fetchrow(
+            "SELECT coalesce(sum(tokens), 0), min(created_at) FROM data_items "
+            "WHERE namespace = $1 AND profile_pk = $2 AND status = 'pending'",
+            ns,
+            pk,
+        )
+        return int(row[0]), row[1]
 
     async def _items(self, where: str, params: Sequence[Any]) -> list[DataItem]:
         rows = await self._con.fetch(
@@ -860,8 +881,10 @@ class PgWriteTx(PgReadTx):
         at: str,
         *,
         attempts: int = 0,
+        tokens: int | None = None,
     ) -> None:
-        """Store raw data as a pending job, before any model is called.
+        """Store raw data as a pending job, before any model is called, with its token
+        estimate (computed when not given).
 
         Raises:
             Conflict: an item with this id already exists (an import into the same database).
@@ -869,7 +892,8 @@ class PgWriteTx(PgReadTx):
         try:
             await self._con.execute(
                 "INSERT INTO data_items (id, namespace, profile_pk, sha256, content, input_type, status, "
-                "attempts, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $8)",
+                "attempts, created_at, updated_at, tokens) "
+                "VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $8, $9)",
                 item_id,
                 ns,
                 pk,
@@ -878,6 +902,7 @@ class PgWriteTx(PgReadTx):
                 input_type,
                 attempts,
                 at,
+                estimate_tokens(content) if tokens is None else tokens,
             )
         except asyncpg.UniqueViolationError:
             raise Conflict(
@@ -895,8 +920,11 @@ class PgWriteTx(PgReadTx):
         result: dict[str, Any] | None = None,
         usage: Sequence[dict[str, int]] | None = None,
         attempt: bool = False,
+        owner: str | None = None,
     ) -> None:
-        """Move items to a state, recording error, result and each item's share of usage."""
+        """Move items to a state, recording error, result and each item's share of usage.
+        With ``owner``, only items still claimed by that owner move: a worker whose claim was
+        taken over finishes nothing."""
         rows = []
         for i, item_id in enumerate(ids):
             u = usage[i] if usage else {}
@@ -913,24 +941,41 @@ class PgWriteTx(PgReadTx):
                     u.get("cache_read_input_tokens", 0),
                     u.get("cache_creation_input_tokens", 0),
                     item_id,
+                    owner,
                 )
             )
         await self._con.executemany(
             "UPDATE data_items SET status = $1, error = $2, result = coalesce($3, result), updated_at = $4, "
             "attempts = attempts + $5, requests = requests + $6, input_tokens = input_tokens + $7, "
             "output_tokens = output_tokens + $8, cache_read_tokens = cache_read_tokens + $9, "
-            "cache_write_tokens = cache_write_tokens + $10 WHERE id = $11",
+            "cache_write_tokens = cache_write_tokens + $10 WHERE id = $11 "
+            "AND ($12::text IS NULL OR (status = 'processing' AND claimed_by = $12))",
             rows,
         )
 
-    async def claim_items(self, ns: str, pk: int, owner: str, at: float, limit: int = 100) -> list[str]:
-        """Mark a profile's pending items ``processing`` by ``owner``; returns their ids, oldest
-        submitted first. Rows another replica is claiming right now are skipped, not waited on."""
+    async def claim_items(
+        self,
+        ns: str,
+        pk: int,
+        owner: str,
+        at: float,
+        *,
+        max_tokens: int | None = None,
+        due: float | None = None,
+        limit: int = 100,
+    ) -> list[str]:
+        """Mark a profile's oldest pending items (due by ``due``, when given) ``processing`` by
+        ``owner``, as many as fit in ``max_tokens`` (always at least one); returns their ids,
+        oldest submitted first. Rows another replica is claiming right now are skipped, not
+        waited on."""
         rows = await self._con.fetch(
-            # A materialised CTE, not ``WHERE id IN (SELECT … LIMIT n)``: the planner may run
-            # such a subquery more than once and claim more than ``limit`` rows.
-            "WITH picked AS MATERIALIZED (SELECT id FROM data_items WHERE namespace = $3 AND profile_pk = $4 "
-            "AND status = 'pending' ORDER BY seq LIMIT $5 FOR UPDATE SKIP LOCKED) "
+            # Materialised CTEs, not ``WHERE id IN (SELECT … LIMIT n)``: the planner may run such
+            # a subquery more than once and claim more than ``limit`` rows.
+            "WITH candidates AS MATERIALIZED (SELECT id, seq, tokens FROM data_items WHERE namespace = $3 "
+            "AND profile_pk = $4 AND status = 'pending' AND ($6::float8 IS NULL OR next_attempt_at IS NULL "
+            "OR next_attempt_at <= $6) ORDER BY seq LIMIT $5 FOR UPDATE SKIP LOCKED), "
+            "picked AS MATERIALIZED (SELECT id FROM (SELECT id, tokens, sum(tokens) OVER (ORDER BY seq) AS running "
+            "FROM candidates) c WHERE $7::bigint IS NULL OR running <= $7 OR running = tokens) "
             "UPDATE data_items d SET status = 'processing', claimed_by = $1, claimed_at = $2 "
             "FROM picked WHERE d.id = picked.id AND d.status = 'pending' RETURNING d.id, d.seq",
             owner,
@@ -938,8 +983,64 @@ class PgWriteTx(PgReadTx):
             ns,
             pk,
             limit,
+            due,
+            max_tokens,
         )
         return [str(r[0]) for r in sorted(rows, key=lambda r: r[1])]
+
+    async def claim_item(self, ns: str, item_id: str, owner: str, at: float) -> bool:
+        """Claim one pending item by id (a result the client's model sent for it)."""
+        status = await self._con.execute(
+            "UPDATE data_items SET status = 'processing', claimed_by = $1, claimed_at = $2 "
+            "WHERE namespace = $3 AND id = $4 AND status = 'pending'",
+            owner,
+            at,
+            ns,
+            item_id,
+        )
+        return _status_count(status) == 1
+
+    async def claim_holds(self, ns: str, profile_id: str, pk: int, ids: Sequence[str], owner: str) -> bool:
+        """Whether every item is still there, still claimed by ``owner``, and belongs to
+        profile ``profile_id`` of namespace ``ns`` under key ``pk``: the check a result
+        must pass, inside its write transaction, before it may touch the profile. The items
+        are locked until commit, so no requeue can slip in between."""
+        if not ids:
+            return False
+        rows = await self._con.fetch(
+            "SELECT d.id FROM data_items d JOIN profiles p ON p.pk = d.profile_pk WHERE d.id = ANY($1::text[]) "
+            "AND d.namespace = $2 AND d.profile_pk = $3 AND d.status = 'processing' AND d.claimed_by = $4 "
+            "AND p.namespace = $2 AND p.id = $5 FOR UPDATE OF d",
+            list(ids),
+            ns,
+            pk,
+            owner,
+            profile_id,
+        )
+        return len(rows) == len(set(ids))
+
+    async def renew_claim(self, owner: str, at: float) -> bool:
+        """Extend the lease of ``owner``'s claim; False when it holds no item any more."""
+        status = await self._con.execute(
+            "UPDATE data_items SET claimed_at = $1 WHERE status = 'processing' AND claimed_by = $2", at, owner
+        )
+        return _status_count(status) > 0
+
+    async def retry_later(
+        self, item_id: str, owner: str, *, at: str, error: str, next_attempt_at: float, usage: dict[str, int]
+    ) -> None:
+        """Put an item ``owner`` holds back in the queue after a failed attempt, not to be
+        tried before ``next_attempt_at``; the error stays readable until then."""
+        await self.set_items_status(
+            [item_id], "pending", at=at, error=error, usage=[usage], attempt=True, owner=owner
+        )
+        await self._con.execute(
+            "UPDATE data_items SET claimed_by = NULL, claimed_at = NULL, next_attempt_at = $1 "
+            "WHERE id = $2 AND status = 'pending' AND claimed_by = $3",
+            next_attempt_at,
+            item_id,
+            owner,
+        )
 
     async def processing_claims(self) -> list[tuple[str, str | None, float | None]]:
         """(item id, owner, claimed at) of every item being processed, locked until commit so
@@ -950,12 +1051,15 @@ class PgWriteTx(PgReadTx):
         )
         return [(str(r[0]), r[1], r[2]) for r in rows]
 
-    async def requeue(self, ids: Sequence[str]) -> int:
-        """Put items back to ``pending`` (their owner died, or a failed item is retried)."""
+    async def requeue(self, ids: Sequence[str], *, owner: str | None = None) -> int:
+        """Put items back to ``pending`` (their owner died, or a failed item is retried).
+        With ``owner``, only the items that owner still holds."""
         await self._con.execute(
-            "UPDATE data_items SET status = 'pending', claimed_by = NULL, claimed_at = NULL, error = NULL "
-            "WHERE id = ANY($1::text[])",
+            "UPDATE data_items SET status = 'pending', claimed_by = NULL, claimed_at = NULL, error = NULL, "
+            "next_attempt_at = NULL WHERE id = ANY($1::text[]) "
+            "AND ($2::text IS NULL OR (status = 'processing' AND claimed_by = $2))",
             list(ids),
+            owner,
         )
         return len(ids)
 

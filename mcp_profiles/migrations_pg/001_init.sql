@@ -66,6 +66,10 @@ CREATE TABLE data_items (
     updated_at          TEXT    NOT NULL,
     claimed_by          TEXT,
     claimed_at          DOUBLE PRECISION,
+    -- when a failed attempt may be tried again (NULL: as soon as a worker is free)
+    next_attempt_at     DOUBLE PRECISION,
+    -- the item's token estimate, taken at submit, so claims need not read the content
+    tokens              INTEGER NOT NULL DEFAULT 0,
     UNIQUE (profile_pk, sha256)
 );
 CREATE INDEX data_items_queue ON data_items (status, created_at);
