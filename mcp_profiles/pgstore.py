@@ -959,10 +959,10 @@ class PgWriteTx(PgReadTx):
         pk: int,
         owner: str,
         at: float,
+        limit: int = 100,
         *,
         max_tokens: int | None = None,
         due: float | None = None,
-        limit: int = 100,
     ) -> list[str]:
         """Mark a profile's oldest pending items (due by ``due``, when given) ``processing`` by
         ``owner``, as many as fit in ``max_tokens`` (always at least one); returns their ids,
