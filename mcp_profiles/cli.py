@@ -282,7 +282,7 @@ async def cmd_connection(args: argparse.Namespace, config: Config) -> int:
 async def _lifecycle(config: Config) -> AsyncIterator[Any]:
     from .lifecycle import Lifecycle
 
-    async with ProfileStore.open(config.db_path) as store:
+    async with open_store(config.db_path) as store:
         yield Lifecycle(store, config)
 
 

@@ -19,13 +19,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from .config import Config
+from .contract import Store
 from .errors import Conflict, Invalid, NotFound
 from .forgetting import forget_in_profile, scrub_changes, scrub_result
 from .merge import normalize_text
 from .models import Profile, now
 from .patching import diff
 from .service import located
-from .store import DataItem, ProfileStore
+from .store import DataItem
 
 __all__ = ["DATA_STATUSES", "DataPage", "ForgetOutcome", "Lifecycle", "PruneCounts"]
 
@@ -85,7 +86,7 @@ def _check(ref: str, what: str) -> None:
 class Lifecycle:
     """list_data, forget_data and the retention sweep over one store."""
 
-    def __init__(self, store: ProfileStore, config: Config, announce: Announce | None = None) -> None:
+    def __init__(self, store: Store, config: Config, announce: Announce | None = None) -> None:
         self.store = store
         self.config = config
         self.announce = announce

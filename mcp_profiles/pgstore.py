@@ -57,7 +57,7 @@ _SUMMARY_COLS = ("id", "kind", "alias", "name", "summary", "version", "updated_a
 _ITEM_COLS = (
     "d.id, d.namespace, d.profile_pk, p.id, d.sha256, d.content, d.input_type, d.status, d.error, "
     "d.attempts, d.input_tokens, d.output_tokens, d.cache_read_tokens, d.cache_write_tokens, d.requests, "
-    "d.result, d.created_at, d.updated_at"
+    "d.result, d.created_at, d.updated_at, d.bytes, d.content_deleted_at"
 )
 
 
@@ -227,7 +227,7 @@ class PgStore:
         """Rewrite every table and its indexes (VACUUM FULL), so the bytes of deleted rows
         leave the table and index files; returns the sizes before and after. WAL still holds
         them until its segments are recycled (see the README)."""
-        tables = ("profiles", "profile_tags", "revisions", "data_items", "connections")
+        tables = ("profiles", "profile_tags", "revisions", "data_items", "connections")  # every table
         size_sql = "SELECT sum(pg_total_relation_size(t::regclass))::bigint FROM unnest($1::text[]) AS t"
         async with self._pool.acquire() as con:
             before = int(await con.fetchval(size_sql, list(tables)) or 0)
@@ -604,10 +604,10 @@ class PgReadTx:
         )
         return int(row[0]), row[1]
 
-    async def _items(self, where: str, params: Sequence[Any]) -> list[DataItem]:
+    async def _items(self, where: str, params: Sequence[Any], tail: str = "") -> list[DataItem]:
         rows = await self._con.fetch(
             f"SELECT {_ITEM_COLS} FROM data_items d JOIN profiles p ON p.pk = d.profile_pk "
-            f"WHERE {where} ORDER BY d.seq",
+            f"WHERE {where} ORDER BY d.seq{tail}",
             *params,
         )
         return [
@@ -632,9 +632,62 @@ class PgReadTx:
                 result=json.loads(r[15]) if r[15] else None,
                 created_at=r[16],
                 updated_at=r[17],
+                bytes=r[18],
+                content_deleted_at=r[19],
             )
             for r in rows
         ]
+
+    # ---- data lifecycle (list_data, forget_data, retention) ---------------------------
+
+    async def data_page(
+        self, ns: str, pk: int, *, status: str | None, limit: int, cursor: str | None
+    ) -> tuple[list[DataItem], str | None]:
+        """A page of a profile's data items in the order they arrived, and the next cursor."""
+        after = int(_decode_cursor(cursor, int)) if cursor else 0
+        params: list[Any] = [ns, pk, after]
+        where = "d.namespace = $1 AND d.profile_pk = $2 AND d.seq > $3"
+        if status is not None:
+            params.append(status)
+            where += " AND d.status = $4"
+        items = await self._items(where, [*params, limit + 1], f" LIMIT ${len(params) + 1}")
+        if len(items) <= limit:
+            return items, None
+        seq = await self._con.fetchval("SELECT seq FROM data_items WHERE id = $1", items[limit - 1].id)
+        return items[:limit], _encode_cursor(int(seq))
+
+    async def existing_items(self, pk: int, ids: Iterable[str]) -> set[str]:
+        """Which of ``ids`` are data items of this profile (a forgotten item is not)."""
+        rows = await self._con.fetch(
+            "SELECT id FROM data_items WHERE profile_pk = $1 AND id = ANY($2::text[])", pk, list(set(ids))
+        )
+        return {str(r[0]) for r in rows}
+
+    async def revisions_citing(
+        self, pk: int, data_id: str
+    ) -> list[tuple[int, list[dict[str, Any]], Profile | None, str | None]]:
+        """(version, diff, snapshot, summary) of every kept version, oldest first. The
+        snapshot is parsed only where forgetting ``data_id`` may change it: it names the item,
+        or holds an extracted summary without recorded provenance."""
+        rows = await self._con.fetch(
+            "SELECT version, diff, CASE WHEN strpos(snapshot, $1) > 0 OR (strpos(snapshot, "
+            '\'"summary_source":"extracted"\') > 0 AND strpos(snapshot, \'"summary_data_ids":["\') = 0) '
+            "THEN snapshot END, snapshot::jsonb ->> 'summary' FROM revisions WHERE profile_pk = $2 "
+            "ORDER BY version",
+            f'"{data_id}"',
+            pk,
+        )
+        return [
+            (int(r[0]), json.loads(r[1]), Profile.model_validate_json(r[2]) if r[2] else None, r[3])
+            for r in rows
+        ]
+
+    async def version_range(self, pk: int) -> tuple[int, int] | None:
+        """The oldest and newest version history still holds."""
+        row = await self._con.fetchrow(
+            "SELECT min(version), max(version) FROM revisions WHERE profile_pk = $1", pk
+        )
+        return (int(row[0]), int(row[1])) if row and row[0] is not None else None
 
     async def stats(self, ns: str) -> dict[str, Any]:
         """Counts and token totals for ``mcp-profiles stats``."""
@@ -834,6 +887,86 @@ class PgWriteTx(PgReadTx):
         self.erased = True
         return counts
 
+    async def delete_item(self, item_id: str) -> bool:
+        """Delete one data item row (content, result, usage); False when it did not exist."""
+        status = await self._con.execute("DELETE FROM data_items WHERE id = $1", item_id)
+        self.erased = self.erased or _status_count(status) == 1
+        return _status_count(status) == 1
+
+    async def rewrite_revision(
+        self, pk: int, version: int, changes: list[dict[str, Any]], snapshot: Profile | None
+    ) -> None:
+        """Replace a version's diff, and its snapshot when given (forgetting rewrites history)."""
+        await self._con.execute(
+            "UPDATE revisions SET diff = $1, snapshot = coalesce($2, snapshot) WHERE profile_pk = $3 AND version = $4",
+            json.dumps(changes, ensure_ascii=False),
+            snapshot.model_dump_json() if snapshot is not None else None,
+            pk,
+            version,
+        )
+        self.erased = True
+
+    async def item_results(self, pk: int) -> list[tuple[str, dict[str, Any]]]:
+        """(id, result) of a profile's items that have one."""
+        rows = await self._con.fetch(
+            "SELECT id, result FROM data_items WHERE profile_pk = $1 AND result IS NOT NULL ORDER BY seq", pk
+        )
+        return [(str(r[0]), json.loads(r[1])) for r in rows]
+
+    async def replace_item_result(self, item_id: str, result: dict[str, Any]) -> None:
+        """Overwrite an item's result (forgetting another item scrubs it)."""
+        await self._con.execute(
+            "UPDATE data_items SET result = $1 WHERE id = $2", json.dumps(result), item_id
+        )
+        self.erased = True
+
+    async def rebuild_search_index(self) -> None:
+        """Nothing to rebuild: each row's ``tsvector`` is rewritten with the row, and no
+        query reads a dead version (its bytes stay in the files until ``compact``)."""
+        self.erased = True
+
+    async def delete_contents(self, ids: Sequence[str], at: str) -> int:
+        """Delete the raw content of processed items, keeping id, sha256, status, size and usage."""
+        status = await self._con.execute(
+            "UPDATE data_items SET content = '', content_deleted_at = $1 "
+            "WHERE id = ANY($2::text[]) AND status = 'done' AND content_deleted_at IS NULL",
+            at,
+            list(ids),
+        )
+        count = _status_count(status)
+        self.erased = self.erased or count > 0
+        return count
+
+    async def expire_contents(self, processed_before: str, at: str) -> int:
+        """Delete the raw content of every item processed before a time (never pending,
+        processing or failed items: their data is still needed)."""
+        status = await self._con.execute(
+            "UPDATE data_items SET content = '', content_deleted_at = $1 "
+            "WHERE status = 'done' AND content_deleted_at IS NULL AND updated_at <= $2",
+            at,
+            processed_before,
+        )
+        count = _status_count(status)
+        self.erased = self.erased or count > 0
+        return count
+
+    async def prune_revisions(self, keep: int, older_than: str | None) -> int:
+        """Delete versions beyond the newest ``keep`` of each profile, and (with
+        ``older_than``) versions made before then; a profile's current version always stays."""
+        status = await self._con.execute(
+            "DELETE FROM revisions r USING profiles p WHERE p.pk = r.profile_pk AND r.version < p.version "
+            "AND (r.version <= p.version - $1 OR r.changed_at < $2)",
+            keep,
+            older_than or "",
+        )
+        count = _status_count(status)
+        self.erased = self.erased or count > 0
+        return count
+
+    async def set_content_deleted(self, item_id: str, at: str | None) -> None:
+        """Record when an imported item's content was deleted by retention."""
+        await self._con.execute("UPDATE data_items SET content_deleted_at = $1 WHERE id = $2", at, item_id)
+
     async def add_connection(self, ns: str, conn: Connection) -> None:
         """Insert a connection; an existing id is a conflict."""
         try:
@@ -881,10 +1014,12 @@ class PgWriteTx(PgReadTx):
         at: str,
         *,
         attempts: int = 0,
+        size: int | None = None,
         tokens: int | None = None,
     ) -> None:
         """Store raw data as a pending job, before any model is called, with its token
-        estimate (computed when not given).
+        estimate (computed when not given). ``size`` (bytes) is given by an import of an item
+        whose content retention already deleted.
 
         Raises:
             Conflict: an item with this id already exists (an import into the same database).
@@ -892,8 +1027,8 @@ class PgWriteTx(PgReadTx):
         try:
             await self._con.execute(
                 "INSERT INTO data_items (id, namespace, profile_pk, sha256, content, input_type, status, "
-                "attempts, created_at, updated_at, tokens) "
-                "VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $8, $9)",
+                "attempts, created_at, updated_at, tokens, bytes) "
+                "VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $8, $9, $10)",
                 item_id,
                 ns,
                 pk,
@@ -903,6 +1038,7 @@ class PgWriteTx(PgReadTx):
                 attempts,
                 at,
                 estimate_tokens(content) if tokens is None else tokens,
+                len(content.encode("utf-8", "surrogatepass")) if size is None else size,
             )
         except asyncpg.UniqueViolationError:
             raise Conflict(

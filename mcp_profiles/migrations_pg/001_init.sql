@@ -41,6 +41,7 @@ CREATE TABLE revisions (
     snapshot    TEXT    NOT NULL,
     PRIMARY KEY (profile_pk, version)
 );
+CREATE INDEX revisions_changed_at ON revisions (changed_at);
 
 -- Raw inputs of upsert_profile_from_data, and the job queue. ``seq`` orders items as they
 -- were submitted (SQLite's rowid).
@@ -70,10 +71,14 @@ CREATE TABLE data_items (
     next_attempt_at     DOUBLE PRECISION,
     -- the item's token estimate, taken at submit, so claims need not read the content
     tokens              INTEGER NOT NULL DEFAULT 0,
+    -- the content's size, which outlives the content (retention deletes processed content)
+    bytes               INTEGER NOT NULL DEFAULT 0,
+    content_deleted_at  TEXT,
     UNIQUE (profile_pk, sha256)
 );
 CREATE INDEX data_items_queue ON data_items (status, created_at);
 CREATE INDEX data_items_profile ON data_items (profile_pk, status, seq);
+CREATE INDEX data_items_retention ON data_items (status, updated_at) WHERE content_deleted_at IS NULL;
 
 CREATE TABLE connections (
     namespace    TEXT NOT NULL,
