@@ -23,9 +23,8 @@ import anyio
 from . import __version__
 from .config import DEFAULT_MODEL, Config, check_prompt_bytes, parse_tokens
 from .errors import Invalid, ProfilesError, TooLarge
-from .pgstore import redact_url
 from .service import ProfileService
-from .stores import open_store
+from .stores import open_store, redact_url
 
 if TYPE_CHECKING:
     from .jobs import Extractor
@@ -499,7 +498,6 @@ async def _run_batch(
 async def cmd_copy(args: argparse.Namespace, config: Config) -> int:
     """Copy a whole database into an empty one (SQLite to PostgreSQL or back), then verify."""
     from .copying import copy_database
-    from .pgstore import redact_url
 
     bar = _Bar("copy")
 

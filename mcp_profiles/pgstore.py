@@ -40,13 +40,14 @@ from .contract import Deliver
 from .errors import Conflict, Invalid
 from .models import Connection, Kind, Profile, ProfileSummary, Revision
 from .store import DataItem, ItemHeader, _connection, _connection_settings, _decode_cursor, _encode_cursor
+from .stores import redact_url
 
 try:
     import asyncpg
 except ImportError:  # pragma: no cover - exercised only without the extra
     asyncpg = None
 
-__all__ = ["CHANNEL", "PgStore", "is_postgres_url", "redact_url"]
+__all__ = ["CHANNEL", "PgStore"]
 
 log = logging.getLogger("mcp_profiles")
 
@@ -59,16 +60,6 @@ _ITEM_COLS = (
     "d.attempts, d.input_tokens, d.output_tokens, d.cache_read_tokens, d.cache_write_tokens, d.requests, "
     "d.result, d.created_at, d.updated_at, d.bytes, d.content_deleted_at"
 )
-
-
-def is_postgres_url(target: str) -> bool:
-    """Whether a ``--db`` value names a PostgreSQL database rather than a SQLite file."""
-    return target.startswith(("postgresql://", "postgres://"))
-
-
-def redact_url(target: str) -> str:
-    """The URL without its password, for messages and logs."""
-    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", target)
 
 
 def _migrations() -> list[tuple[int, str]]:
