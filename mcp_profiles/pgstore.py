@@ -4,7 +4,9 @@ The same methods as the SQLite ``ProfileStore``, mapped natively:
 - a pool of asyncpg connections (asyncpg over psycopg 3: measured, see bench/pg_drivers.py);
   every write is one READ COMMITTED transaction, and ``locate`` inside it takes the profile's
   row lock (``FOR UPDATE``), so writers of one profile queue up as they do on SQLite, and
-  the update is still conditional on the version (``UPDATE … WHERE version = $n``);
+  the update is still conditional on the version (``UPDATE … WHERE version = $n``). Locks
+  are taken in one order, a profile before its data items, so transactions never deadlock
+  on one profile;
 - full-text search through a ``tsvector`` column with a GIN index, filled with the words
   the SQLite tokenizer would find (lowercased, diacritics removed); every word of a query
   must match, the last as a prefix. ``ts_rank`` reads only the row itself, so no tenant's
@@ -58,7 +60,7 @@ _SUMMARY_COLS = ("id", "kind", "alias", "name", "summary", "version", "updated_a
 _ITEM_COLS = (
     "d.id, d.namespace, d.profile_pk, p.id, d.sha256, d.content, d.input_type, d.status, d.error, "
     "d.attempts, d.input_tokens, d.output_tokens, d.cache_read_tokens, d.cache_write_tokens, d.requests, "
-    "d.result, d.created_at, d.updated_at, d.bytes, d.content_deleted_at"
+    "d.result, d.created_at, d.updated_at, d.bytes, d.content_deleted_at, d.next_attempt_at"
 )
 
 
@@ -566,7 +568,7 @@ class PgReadTx:
             )
         return [str(r[0]) for r in rows]
 
-    async def queued_profiles(self, limit: int = 100, *, due: float | None = None) -> list[tuple[str, int]]:
+    async def queued_profiles(self, due: float | None = None, limit: int = 100) -> list[tuple[str, int]]:
         """(namespace, profile key) pairs with pending items (due by ``due``, when given),
         oldest first."""
         rows = await self._con.fetch(
@@ -625,6 +627,7 @@ class PgReadTx:
                 updated_at=r[17],
                 bytes=r[18],
                 content_deleted_at=r[19],
+                next_attempt_at=r[20],
             )
             for r in rows
         ]
@@ -679,6 +682,25 @@ class PgReadTx:
             "SELECT min(version), max(version) FROM revisions WHERE profile_pk = $1", pk
         )
         return (int(row[0]), int(row[1])) if row and row[0] is not None else None
+
+    async def claim_holds(self, ns: str, profile_id: str, pk: int, ids: Sequence[str], owner: str) -> bool:
+        """Whether every item is still there, still claimed by ``owner``, and belongs to
+        profile ``profile_id`` of namespace ``ns`` under key ``pk``: the check a result
+        must pass, inside its write transaction, before it may touch the profile. In a write
+        transaction the items are locked until commit, so no requeue can slip in between."""
+        if not ids:
+            return False
+        rows = await self._con.fetch(
+            "SELECT d.id FROM data_items d JOIN profiles p ON p.pk = d.profile_pk WHERE d.id = ANY($1::text[]) "
+            "AND d.namespace = $2 AND d.profile_pk = $3 AND d.status = 'processing' AND d.claimed_by = $4 "
+            f"AND p.namespace = $2 AND p.id = $5{' FOR UPDATE OF d' if self._lock else ''}",
+            list(ids),
+            ns,
+            pk,
+            owner,
+            profile_id,
+        )
+        return len(rows) == len(set(ids))
 
     async def stats(self, ns: str) -> dict[str, Any]:
         """Counts and token totals for ``mcp-profiles stats``."""
@@ -755,7 +777,11 @@ class PgReadTx:
                 for r in revs
             ],
             "data_items": [
-                {k: v for k, v in item.__dict__.items() if k not in ("profile_pk", "namespace")}
+                {
+                    k: v
+                    for k, v in item.__dict__.items()
+                    if k not in ("profile_pk", "namespace", "next_attempt_at")  # a retry's schedule stays
+                }
                 for item in items
             ],
         }
@@ -1086,15 +1112,17 @@ class PgWriteTx(PgReadTx):
         pk: int,
         owner: str,
         at: float,
-        limit: int = 100,
         *,
         max_tokens: int | None = None,
         due: float | None = None,
+        limit: int = 100,
     ) -> list[str]:
         """Mark a profile's oldest pending items (due by ``due``, when given) ``processing`` by
         ``owner``, as many as fit in ``max_tokens`` (always at least one); returns their ids,
         oldest submitted first. Rows another replica is claiming right now are skipped, not
-        waited on."""
+        waited on. The profile is locked first, as every write transaction does (the profile,
+        then its items), so a claim and a forget_data cannot deadlock."""
+        await self._con.execute("SELECT 1 FROM profiles WHERE pk = $1 FOR UPDATE", pk)
         rows = await self._con.fetch(
             # Materialised CTEs, not ``WHERE id IN (SELECT … LIMIT n)``: the planner may run such
             # a subquery more than once and claim more than ``limit`` rows.
@@ -1116,7 +1144,14 @@ class PgWriteTx(PgReadTx):
         return [str(r[0]) for r in sorted(rows, key=lambda r: r[1])]
 
     async def claim_item(self, ns: str, item_id: str, owner: str, at: float) -> bool:
-        """Claim one pending item by id (a result the client's model sent for it)."""
+        """Claim one pending item by id (a result the client's model sent for it); its
+        profile is locked first (the profile, then its items)."""
+        await self._con.execute(
+            "SELECT 1 FROM profiles p JOIN data_items d ON d.profile_pk = p.pk "
+            "WHERE d.namespace = $1 AND d.id = $2 FOR UPDATE OF p",
+            ns,
+            item_id,
+        )
         status = await self._con.execute(
             "UPDATE data_items SET status = 'processing', claimed_by = $1, claimed_at = $2 "
             "WHERE namespace = $3 AND id = $4 AND status = 'pending'",
@@ -1126,25 +1161,6 @@ class PgWriteTx(PgReadTx):
             item_id,
         )
         return _status_count(status) == 1
-
-    async def claim_holds(self, ns: str, profile_id: str, pk: int, ids: Sequence[str], owner: str) -> bool:
-        """Whether every item is still there, still claimed by ``owner``, and belongs to
-        profile ``profile_id`` of namespace ``ns`` under key ``pk``: the check a result
-        must pass, inside its write transaction, before it may touch the profile. The items
-        are locked until commit, so no requeue can slip in between."""
-        if not ids:
-            return False
-        rows = await self._con.fetch(
-            "SELECT d.id FROM data_items d JOIN profiles p ON p.pk = d.profile_pk WHERE d.id = ANY($1::text[]) "
-            "AND d.namespace = $2 AND d.profile_pk = $3 AND d.status = 'processing' AND d.claimed_by = $4 "
-            "AND p.namespace = $2 AND p.id = $5 FOR UPDATE OF d",
-            list(ids),
-            ns,
-            pk,
-            owner,
-            profile_id,
-        )
-        return len(rows) == len(set(ids))
 
     async def renew_claim(self, owner: str, at: float) -> bool:
         """Extend the lease of ``owner``'s claim; False when it holds no item any more."""

@@ -99,3 +99,15 @@ def psql(url: str, statement: str) -> list[list[str]]:
         [*psql_command(url), "-c", statement], check=True, capture_output=True, text=True, timeout=60
     ).stdout
     return [line.split("\x1f") for line in out.splitlines() if line]
+
+
+def rows(db: str, sql: str) -> list[list[str]]:
+    """Rows of a query read with the database's own client (``sqlite3`` or ``psql``), every
+    value as text: for tests that look at the stored data without the store under test."""
+    if is_postgres_url(db):
+        return psql(db, sql)
+    con = sqlite3.connect(db)
+    try:
+        return [[str(v) for v in r] for r in con.execute(sql)]
+    finally:
+        con.close()

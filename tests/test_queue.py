@@ -21,6 +21,8 @@ from mcp_profiles.server import create_server
 from tests.fakes import MessagesAPI, anthropic_llm
 from tests.helpers import text
 
+pytestmark = pytest.mark.backends  # every test on SQLite and on PostgreSQL (conftest)
+
 CHAT = "User: I'm Alice, a backend engineer in Berlin. I love sailing on weekends.\n"
 _DATA = re.compile(r'<data id="([^"]*)"[^>]*>\n(.*?)\n</data>', re.DOTALL)
 
@@ -113,6 +115,7 @@ async def test_an_extraction_in_flight_never_lands_in_another_tenants_profile(co
         assert text(gone).startswith("not_found:")
 
 
+@pytest.mark.sqlite_only  # edits the file with sqlite3
 async def test_profile_keys_are_never_reused_also_in_a_file_made_before_the_migration(config: Config) -> None:
     import sqlite3
     from importlib import resources
@@ -280,6 +283,7 @@ async def test_overloaded_and_timed_out_calls_are_retried_with_backoff_up_to_max
     assert len(api.requests) == 8
 
 
+@pytest.mark.sqlite_only  # edits the file with sqlite3
 async def test_a_row_the_worker_cannot_read_as_expected_neither_stops_it_nor_the_server(
     config: Config,
 ) -> None:
@@ -302,6 +306,7 @@ async def test_a_row_the_worker_cannot_read_as_expected_neither_stops_it_nor_the
         assert listed.is_error is False and listed.structured_content["profiles"][0]["id"] == "u"  # type: ignore[index]
 
 
+@pytest.mark.sqlite_only  # edits the file with sqlite3
 async def test_a_locked_database_neither_stops_the_worker_nor_the_server(
     config: Config, monkeypatch: Any, caplog: Any
 ) -> None:
@@ -336,6 +341,7 @@ async def test_a_locked_database_neither_stops_the_worker_nor_the_server(
     assert "the extraction worker failed" in caplog.text and len(llm.calls) == 1
 
 
+@pytest.mark.sqlite_only  # edits the file with sqlite3
 async def test_a_declined_sampling_request_keeps_the_data_pending_and_says_so(
     connect: Any, config: Config
 ) -> None:
@@ -423,18 +429,15 @@ def test_process_reports_and_exits_on_this_runs_failures_only(
 
 
 async def test_claims_are_capped_by_the_token_estimate_stored_at_submit(config: Config) -> None:
-    import sqlite3
-
     from mcp_profiles.chunking import estimate_tokens
+    from tests.helpers import rows
 
     cfg = Config(db=config.db, batch_tokens=500)  # a claim takes at most 8 x 500 tokens
     api = MessagesAPI(when_empty="echo")
     texts = [f"User: item {i}. " + " ".join(f"word{j}" for j in range(400)) for i in range(10)]
     async with open_app(cfg, llm=anthropic_llm(api), worker=False) as app:
         items = [(await app.extractor.submit("default", "u", t, None, None))[0] for t in texts]
-        con = sqlite3.connect(config.db_path)
-        stored = dict(con.execute("SELECT id, tokens FROM data_items").fetchall())
-        con.close()
+        stored = {k: int(v) for k, v in rows(config.db_path, "SELECT id, tokens FROM data_items")}
         assert stored == {item.id: estimate_tokens(t) for item, t in zip(items, texts, strict=True)}
         first = await app.extractor.process("default", items[0].profile_pk)
         assert 1 <= len(first) < len(texts) and sum(stored[r.job_id] for r in first) <= 4000
@@ -473,6 +476,7 @@ async def test_a_waiter_is_woken_by_its_items_event_not_by_polling(config: Confi
         )  # the worker's own reads included; 50 ms polling made 20+
 
 
+@pytest.mark.sqlite_only  # edits the file with sqlite3
 async def test_waiting_for_work_another_process_holds_times_out_with_a_code(config: Config) -> None:
     import sqlite3
     import time
