@@ -32,11 +32,11 @@ from typing import Any
 
 import anyio
 
+from .contract import Store
 from .errors import ExtractionFailed
 from .jobs import Extractor
 from .llm import AnthropicLLM, LLMAnswer, LLMRequest, Repair
 from .models import now
-from .store import ProfileStore
 
 __all__ = ["BatchLLM", "BatchRun", "NotAnswered", "run_batches"]
 
@@ -82,7 +82,7 @@ class BatchLLM:
     def __init__(
         self,
         backend: AnthropicLLM,
-        store: ProfileStore,
+        store: Store,
         namespace: str,
         *,
         poll_seconds: float = POLL_SECONDS,

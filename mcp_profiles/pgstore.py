@@ -220,7 +220,7 @@ class PgStore:
         """Rewrite every table and its indexes (VACUUM FULL), so the bytes of deleted rows
         leave the table and index files; returns the sizes before and after. WAL still holds
         them until its segments are recycled (see the README)."""
-        tables = ("profiles", "profile_tags", "revisions", "data_items", "connections")  # every table
+        tables = ("profiles", "profile_tags", "revisions", "data_items", "connections", "extraction_batches")
         size_sql = "SELECT sum(pg_total_relation_size(t::regclass))::bigint FROM unnest($1::text[]) AS t"
         async with self._pool.acquire() as con:
             before = int(await con.fetchval(size_sql, list(tables)) or 0)
@@ -580,6 +580,16 @@ class PgReadTx:
         )
         return [(str(r[0]), int(r[1])) for r in rows]
 
+    async def open_batches(self, ns: str, model: str) -> dict[str, list[str]]:
+        """Batches sent and not yet read, by id: the custom ids of their requests."""
+        rows = await self._con.fetch(
+            "SELECT id, custom_ids FROM extraction_batches WHERE namespace = $1 AND model = $2 "
+            "AND status = 'submitted' ORDER BY created_at",
+            ns,
+            model,
+        )
+        return {str(r[0]): list(json.loads(r[1])) for r in rows}
+
     async def next_attempt(self) -> float | None:
         """The earliest time a pending item waits for (a retry), if any."""
         value = await self._con.fetchval(
@@ -714,8 +724,8 @@ class PgReadTx:
         }
         row = await self._con.fetchrow(
             "SELECT coalesce(sum(requests),0), coalesce(sum(input_tokens),0), coalesce(sum(output_tokens),0), "
-            "coalesce(sum(cache_read_tokens),0), coalesce(sum(cache_write_tokens),0) "
-            "FROM data_items WHERE namespace = $1",
+            "coalesce(sum(cache_read_tokens),0), coalesce(sum(cache_write_tokens),0), "
+            "coalesce(sum(batch_requests),0) FROM data_items WHERE namespace = $1",
             ns,
         )
         names = (
@@ -724,6 +734,7 @@ class PgReadTx:
             "output_tokens",
             "cache_read_input_tokens",
             "cache_creation_input_tokens",
+            "batch_requests",
         )
         tokens = {k: int(v) for k, v in zip(names, row, strict=True)}
         return {"profiles": int(profiles), "versions": int(versions), "items": items, "usage": tokens}
@@ -1093,6 +1104,7 @@ class PgWriteTx(PgReadTx):
                     u.get("output_tokens", 0),
                     u.get("cache_read_input_tokens", 0),
                     u.get("cache_creation_input_tokens", 0),
+                    u.get("batch_requests", 0),
                     item_id,
                     owner,
                 )
@@ -1101,8 +1113,8 @@ class PgWriteTx(PgReadTx):
             "UPDATE data_items SET status = $1, error = $2, result = coalesce($3, result), updated_at = $4, "
             "attempts = attempts + $5, requests = requests + $6, input_tokens = input_tokens + $7, "
             "output_tokens = output_tokens + $8, cache_read_tokens = cache_read_tokens + $9, "
-            "cache_write_tokens = cache_write_tokens + $10 WHERE id = $11 "
-            "AND ($12::text IS NULL OR (status = 'processing' AND claimed_by = $12))",
+            "cache_write_tokens = cache_write_tokens + $10, batch_requests = batch_requests + $11 WHERE id = $12 "
+            "AND ($13::text IS NULL OR (status = 'processing' AND claimed_by = $13))",
             rows,
         )
 
@@ -1183,6 +1195,24 @@ class PgWriteTx(PgReadTx):
             next_attempt_at,
             item_id,
             owner,
+        )
+
+    async def add_batch(self, ns: str, batch_id: str, model: str, custom_ids: Sequence[str], at: str) -> None:
+        """Remember a sent Message Batch and the requests in it."""
+        await self._con.execute(
+            "INSERT INTO extraction_batches (id, namespace, model, custom_ids, status, created_at) "
+            "VALUES ($1, $2, $3, $4, 'submitted', $5)",
+            batch_id,
+            ns,
+            model,
+            json.dumps(list(custom_ids)),
+            at,
+        )
+
+    async def end_batch(self, batch_id: str, at: str) -> None:
+        """A batch whose results were read: never waited for again."""
+        await self._con.execute(
+            "UPDATE extraction_batches SET status = 'ended', ended_at = $1 WHERE id = $2", at, batch_id
         )
 
     async def processing_claims(self) -> list[tuple[str, str | None, float | None]]:

@@ -23,7 +23,6 @@ from .exchange import ImportRecord
 from .models import PROFILE_ID_RE, Connection, Kind, Profile, ProfileSummary, Revision, now
 from .patching import apply_patch, check_limits, check_rules, diff
 from .prompts import prompt_cache_report
-from .contract import ChangeFeed, ReadOps, Store, WriteOps
 
 __all__ = ["ChangeResult", "DeleteResult", "ProfileService", "located"]
 

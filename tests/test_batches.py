@@ -20,6 +20,9 @@ from mcp_profiles.cli import main
 from mcp_profiles.config import Config
 from mcp_profiles.extract import TOOL_NAME
 from mcp_profiles.llm import AnthropicLLM
+from tests import helpers
+
+pytestmark = pytest.mark.backends  # every test on SQLite and on PostgreSQL (conftest)
 
 _DATA = re.compile(r'<data id="([^"]*)"[^>]*>\n(.*?)\n</data>', re.DOTALL)
 USAGE = {
@@ -89,8 +92,8 @@ def queue_notes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def rows(db: str, sql: str) -> list[Any]:
-    with closing(sqlite3.connect(db)) as conn:
-        return conn.execute(sql).fetchall()
+    """Rows as tuples of text, read with the database's own client (SQLite or PostgreSQL)."""
+    return [tuple(r) for r in helpers.rows(db, sql)]
 
 
 def test_process_batch_merges_like_a_synchronous_call_and_bills_at_the_batch_rate(
@@ -148,6 +151,7 @@ def test_items_the_batch_does_not_answer_go_back_to_the_queue(
     assert {s for (s,) in rows(config.db, "SELECT status FROM data_items")} == {"done"}
 
 
+@pytest.mark.sqlite_only  # edits the claims with sqlite3
 def test_an_interrupted_run_resumes_its_batch_without_sending_it_again(
     tmp_path: Path, config: Config, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

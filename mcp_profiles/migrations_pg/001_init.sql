@@ -74,6 +74,8 @@ CREATE TABLE data_items (
     -- the content's size, which outlives the content (retention deletes processed content)
     bytes               INTEGER NOT NULL DEFAULT 0,
     content_deleted_at  TEXT,
+    -- of an item's requests, how many went through a Message Batch (billed at half price)
+    batch_requests      BIGINT  NOT NULL DEFAULT 0,
     UNIQUE (profile_pk, sha256)
 );
 CREATE INDEX data_items_queue ON data_items (status, created_at);
@@ -89,4 +91,16 @@ CREATE TABLE connections (
     settings     TEXT NOT NULL DEFAULT '{}',
     created_at   TEXT NOT NULL,
     PRIMARY KEY (namespace, id)
+);
+
+-- Message Batches sent by 'process --batch': the API's batch id and the custom ids of its
+-- requests, so an interrupted run finds the batch again instead of sending it twice.
+CREATE TABLE extraction_batches (
+    id          TEXT PRIMARY KEY,
+    namespace   TEXT NOT NULL,
+    model       TEXT NOT NULL,
+    custom_ids  TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ('submitted', 'ended')),
+    created_at  TEXT NOT NULL,
+    ended_at    TEXT
 );
