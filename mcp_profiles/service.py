@@ -77,7 +77,7 @@ def _check_ref(ref: str, what: str = "profile") -> None:
         raise Invalid(f"{what}: must be an id or alias of 1-128 characters")
 
 
-async def located(tx: ReadTx, ns: str, ref: str) -> tuple[int, Profile]:
+async def located(tx: ReadOps, ns: str, ref: str) -> tuple[int, Profile]:
     """(internal key, document) of the profile ``ref`` names, by id or alias.
 
     Raises NotFound when no profile has this id or alias."""
