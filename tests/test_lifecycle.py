@@ -1,8 +1,9 @@
 """The data lifecycle through the MCP client with a scripted model: list_data, forget_data,
 retention of raw data, version pruning, and export/import of what is left.
 
-Erasure is checked the way ``test_erasure`` checks ``delete_profile``: every byte of the
-database file and its WAL, shared-memory and journal files is scanned for what was removed.
+Erasure is checked the way ``test_erasure`` checks ``delete_profile``, with the shared scan
+of ``tests/scan.py``: every byte of the database file and its WAL, shared-memory and journal
+files, plain and inside zlib streams, and every row with its compressed columns decoded.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from mcp_profiles.runtime import open_app
 from mcp_profiles.stores import is_postgres_url
 from tests.fakes import MessagesAPI, anthropic_llm
 from tests.helpers import all_pages, psql, text
-from tests.procs.common import database_files, integrity_check
+from tests.procs.common import integrity_check
+from tests.scan import scan
 
 pytestmark = pytest.mark.backends  # on SQLite and PostgreSQL; file scans on SQLite only (conftest)
 
@@ -93,12 +95,7 @@ def hits(db: str, needles: list[bytes]) -> dict[str, list[str]]:
             if present:
                 found[table] = present
         return found
-    for path in database_files(db):
-        data = path.read_bytes().lower()
-        present = [n.decode() for n in needles if n.lower() in data]
-        if present:
-            found[path.name] = present
-    return found
+    return scan(db, needles).hits  # plain, in zlib streams, and in decoded rows (tests/scan.py)
 
 
 async def upsert(client: Any, data: str, **kw: Any) -> dict[str, Any]:
