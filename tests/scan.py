@@ -14,7 +14,11 @@ covers what the others cannot:
   ``secure_delete`` should have zeroed all of that, and this scan is what shows it did.
   It cannot see all of a live blob, though: SQLite keeps only the first part of a large
   value on the row's page and chains the rest through overflow pages, so a raw stream is
-  cut at the page boundary (and, in the WAL, by frame headers).
+  cut at the page boundary (and, in the WAL, by frame headers). Inflation therefore stops
+  at the end of the page the header is on (the database and WAL headers give the page
+  size): the bytes after it belong to something else, and inflating them anyway yields
+  plausible noise, back-references into the real text included, which once spelled out a
+  needle that was one character away from a live value.
 * **logical**: the database opened read-only, every BLOB of every row of every table
   decoded with the store's own decoder (:func:`mcp_profiles.store.unpack`) and every TEXT
   searched as it is. This sees whole values however SQLite split them, and no freed bytes.
@@ -80,14 +84,43 @@ def _find(haystack: bytes, needles: list[tuple[str, bytes]]) -> list[str]:
     return [name for name, low in needles if low in folded]
 
 
-def inflate_prefix(data: bytes, start: int) -> tuple[bytes, bool]:
-    """What a zlib stream starting at ``start`` inflates to before it ends or breaks; and
-    whether it ended cleanly. A stream cut by a page boundary still yields its first part."""
+def page_ends(name: str, data: bytes) -> tuple[int, int, int] | None:
+    """(first page's offset, page size, distance between pages) in a database or WAL file,
+    read from its header; None for other files (shared memory, journal) or a bad header."""
+    if name.endswith("-wal"):
+        if len(data) < 32:
+            return None
+        size = int.from_bytes(data[8:12], "big")
+        return (32 + 24, size, size + 24) if size >= 512 else None  # each frame: 24-byte header, page
+    if name.endswith(("-shm", "-journal")) or len(data) < 100 or not data.startswith(b"SQLite format 3\0"):
+        return None
+    size = int.from_bytes(data[16:18], "big")
+    size = 65536 if size == 1 else size
+    return (0, size, size) if size >= 512 else None
+
+
+def _end_of_page(layout: tuple[int, int, int] | None, offset: int, length: int) -> int:
+    """Where the page holding ``offset`` ends: no stored value runs on past it contiguously
+    (its next part is on an overflow page elsewhere, after a 4-byte link)."""
+    if layout is None:
+        return length
+    first, size, stride = layout
+    if offset < first:
+        return first
+    index, within = divmod(offset - first, stride)
+    return first + index * stride + size if within < size else length
+
+
+def inflate_prefix(data: bytes, start: int, end: int | None = None) -> tuple[bytes, bool]:
+    """What a zlib stream starting at ``start`` inflates to before it ends, breaks or reaches
+    ``end`` (its page's end); and whether it ended cleanly. A stream cut by a page boundary
+    still yields its first part."""
     d = zlib.decompressobj()
     out: list[bytes] = []
     size, pos = 0, start
-    while pos < len(data) and not d.eof and size < _MAX_OUT:
-        chunk = data[pos : pos + _CHUNK]
+    stop = len(data) if end is None else min(end, len(data))
+    while pos < stop and not d.eof and size < _MAX_OUT:
+        chunk = data[pos : min(pos + _CHUNK, stop)]
         before = d.copy()
         try:
             piece = d.decompress(chunk)
@@ -165,9 +198,10 @@ def scan(db: str | Path, needles: Iterable[bytes | str]) -> Scan:
         if found := _find(data, wanted):
             report.hits[path.name] = found
         inflated: list[str] = []
+        layout = page_ends(path.name, data)
         for match in _ZLIB_HEADER.finditer(data):
             report.headers += 1
-            out, _ = inflate_prefix(data, match.start())
+            out, _ = inflate_prefix(data, match.start(), _end_of_page(layout, match.start(), len(data)))
             if not out:
                 continue
             report.streams += 1

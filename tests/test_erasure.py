@@ -131,10 +131,16 @@ async def test_delete_leaves_no_pii_in_the_database_wal_or_shm(connect: Any, con
         job_id = await _seed_victim(client)
         found = await client.call_tool("list_profiles", {"query": "quenwhistle"})
         assert [p["id"] for p in found.structured_content["profiles"]] == [VICTIM]
-        before = pii(config.db_path).hits
+        seen = pii(config.db_path)
+        before = seen.hits
         assert SEEN_BEFORE <= {n for names in before.values() for n in names}, before
         # and it is seen inside what is stored compressed, decoded and in the raw bytes
-        compressed = {"profiles.document", "revisions.diff", "revisions.snapshot", "profiles.sqlite3-wal zlib"}
+        compressed = {
+            "profiles.document",
+            "revisions.diff",
+            "revisions.snapshot",
+            "profiles.sqlite3-wal zlib",
+        }
         assert compressed <= set(before) and all(NAME in before[k] for k in compressed), before
 
         result = await client.call_tool("delete_profile", {"profile": "zorbulax-q"})  # by alias
@@ -174,7 +180,8 @@ async def test_delete_leaves_no_pii_in_the_database_wal_or_shm(connect: Any, con
     assert integrity_check(config.db_path) == "ok"
     counts = table_counts(config.db_path)
     assert counts["profiles"] == 40 and counts["revisions"] == 80 and counts["data_items"] == 0
-    print(f"\nerasure: {len(NEEDLES)} PII forms, none found; live: {live.summary()}; closed: {closed.summary()}")
+    print(f"\nerasure: {len(NEEDLES)} PII forms; before: {seen.summary()}")
+    print(f"after, live: {live.summary()}, none found; closed: {closed.summary()}, none found")
 
 
 def test_export_before_delete_holds_everything_kept_about_the_profile(
