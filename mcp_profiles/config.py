@@ -71,6 +71,7 @@ class Config:
     llm_timeout: float = 60.0
     llm_max_retries: int = 3
     lease_seconds: float = 600.0
+    host_id: str = ""  # who "this host" is in claims; empty: derived (see jobs.host_identity)
     max_attempts: int = 5
     retry_delay: float = 30.0
     tokens: Mapping[str, str] = field(default_factory=dict)
@@ -169,6 +170,8 @@ def _coerce(name: str, raw: str) -> Any:
         "max_attempts",
     ):
         return int(raw)
+    if name == "host_id" and (":" in raw or len(raw) > 200 or not raw.isprintable()):
+        raise ValueError(raw)
     if name == "extraction" and raw not in ("auto", "none"):
         raise ValueError(raw)
     if name == "allow_sensitive":

@@ -15,6 +15,7 @@ one was doing; work held by another live process is left alone while it renews i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -173,13 +174,35 @@ class _Discarded(Exception):
 _OWNERS: set[str] = set()  # the owner ids of the extractors alive in this process
 
 
-def _alive(owner: str | None) -> bool:
-    """Whether a claim's owner (not this extractor) still runs; only knowable on this host."""
+def host_identity(configured: str = "") -> str:
+    """Who "this host" is in a claim's owner. A claim's pid is checked only by a process of
+    the same identity, because a pid means something only in its own pid namespace on its
+    own machine: by default the host name with the kernel's boot id and this process's pid
+    namespace, so that two containers (where every replica is pid 1) or two machines of the
+    same name are never taken for one. ``MCP_PROFILES_HOST_ID`` replaces it."""
+    if configured:
+        return configured
+    name = socket.gethostname().replace(":", "-") or "host"
+    marks = []
+    with contextlib.suppress(OSError):
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            marks.append(f.read().strip())
+    with contextlib.suppress(OSError):
+        marks.append(os.readlink("/proc/self/ns/pid"))
+    if not marks:  # no /proc: the host name alone (set MCP_PROFILES_HOST_ID where it is not unique)
+        return name
+    return f"{name}/{hashlib.sha256('|'.join(marks).encode()).hexdigest()[:8]}"
+
+
+def _alive(owner: str | None, host: str) -> bool:
+    """Whether a claim's owner (not this extractor) still runs. Only knowable for an owner of
+    this host identity: of another host, a pid means nothing here, and only its lease frees
+    the claim."""
     if not owner:
         return False
-    host, _, rest = owner.partition(":")
+    their_host, _, rest = owner.partition(":")
     pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
+    if their_host != host or not pid.isdigit():
         return True
     if int(pid) == os.getpid():  # our pid: another extractor of this process, or a restart reusing it
         return ":".join(owner.split(":")[:3]) in _OWNERS
@@ -211,7 +234,9 @@ class Extractor:
         self.llm = llm
         self.on_change = on_change
         self.lease_seconds = config.lease_seconds if lease_seconds is None else lease_seconds
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.host = host_identity(config.host_id)
+        self.owner = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._lease_due: float | None = None  # when the next claim of another owner expires
         self._claims = 0
         _OWNERS.add(self.owner)
         self._live: set[str] = set()  # claim tokens this process is working on now
@@ -800,19 +825,24 @@ class Extractor:
 
     async def recover(self) -> int:
         """Requeue items whose owner died, or whose lease ran out; never a claim this process
-        is still working on (its lease is renewed while it works)."""
+        is still working on (its lease is renewed while it works). Notes when the next claim
+        of another owner expires, so that the worker looks again then."""
+        now = time.time()
+        stale: list[str] = []
+        due: list[float] = []
         async with self.store.write() as tx:
-            stale = [
-                item_id
-                for item_id, owner, at in await tx.processing_claims()
-                if owner not in self._live
-                and (
-                    (not self._mine(owner) and not _alive(owner))
-                    or (at or 0) < time.time() - self.lease_seconds
-                )
-            ]
+            for item_id, owner, at in await tx.processing_claims():
+                if owner in self._live:
+                    continue
+                if (not self._mine(owner) and not _alive(owner, self.host)) or (
+                    at or 0
+                ) < now - self.lease_seconds:
+                    stale.append(item_id)
+                else:
+                    due.append((at or 0) + self.lease_seconds)
             if stale:
                 await tx.requeue(stale)
+        self._lease_due = min(due, default=None)
         if stale:
             log.warning("requeued %d interrupted data item(s)", len(stale))
         return len(stale)
@@ -910,6 +940,8 @@ class Extractor:
                 async with self.store.read() as tx:
                     due = await tx.next_attempt()
                 wait = poll_seconds if due is None else min(poll_seconds, max(0.01, due - time.time()))
+                if self._lease_due is not None:  # another owner's claim may expire before then
+                    wait = min(wait, max(0.01, self._lease_due - time.time() + 0.05))
                 errors = 0
             except Exception:
                 errors += 1

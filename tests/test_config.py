@@ -64,3 +64,14 @@ def test_serve_with_a_short_token_exits_with_the_reason(
     err = capsys.readouterr().err
     assert code == 1 and "invalid: MCP_PROFILES_TOKENS pair 1: the token has 3 characters" in err
     assert not (tmp_path / "profiles.sqlite3").exists()
+
+
+def test_a_host_identity_names_the_owner_of_claims_and_cannot_hold_a_colon() -> None:
+    from mcp_profiles.jobs import host_identity
+
+    assert Config.from_env({"MCP_PROFILES_HOST_ID": "rack-2.node-7"}).host_id == "rack-2.node-7"
+    assert host_identity("rack-2.node-7") == "rack-2.node-7"
+    derived = host_identity()
+    assert derived and ":" not in derived and derived == host_identity()  # stable within a process
+    with pytest.raises(Invalid, match="MCP_PROFILES_HOST_ID"):
+        Config.from_env({"MCP_PROFILES_HOST_ID": "node:7"})

@@ -200,6 +200,51 @@ async def test_a_long_item_outliving_its_lease_costs_each_batch_one_model_call(c
     assert len(sent) * llm.delay > 3 * cfg.lease_seconds  # the work outlived the lease
 
 
+async def test_a_live_claim_of_another_host_is_never_taken_over_while_its_lease_is_renewed(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica of another host (``MCP_PROFILES_HOST_ID``) whose pid is dead here, as the pid
+    of another machine or container may be, works 2.5 s with a 1 s lease while a replica of
+    this host keeps looking for abandoned work: it never takes the claim over (a local pid
+    check would have), and the item is extracted once."""
+    import os
+    import subprocess
+    import sys
+    from contextlib import AsyncExitStack
+
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()
+    there = Config(db=config.db, lease_seconds=1.0, host_id="elsewhere")
+    here = Config(db=config.db, lease_seconds=1.0)
+    llm = SlowLLM(2.5)
+    taken: list[int] = []
+    async with AsyncExitStack() as stack:
+        with monkeypatch.context() as m:  # the other host's process: its pid is no live pid here
+            m.setattr(os, "getpid", lambda: gone.pid)
+            app = await stack.enter_async_context(open_app(there, llm=llm, worker=False))  # type: ignore[arg-type]
+        other = await stack.enter_async_context(open_app(here, llm=llm, worker=False))  # type: ignore[arg-type]
+        client = await stack.enter_async_context(Client(create_server(there, app=app)))
+        assert app.extractor.owner.startswith(f"elsewhere:{gone.pid}:")
+        stop = anyio.Event()
+
+        async def meddle() -> None:
+            while not stop.is_set():
+                taken.append(await other.extractor.recover())
+                await other.extractor.drain()
+                await anyio.sleep(0.1)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(meddle)
+            with anyio.fail_after(30):
+                result = await client.call_tool("upsert_profile_from_data", {"profile": "u", "data": CHAT})
+            stop.set()
+        body = result.structured_content
+        assert body is not None and body["status"] == "updated", text(result)
+        assert body["version"] == 2
+    assert len(taken) >= 10 and sum(taken) == 0  # looked all along, took nothing
+    assert len(llm.calls) == 1
+
+
 async def test_a_call_whose_later_batch_fails_changes_nothing(connect: Any, config: Config) -> None:
     """Data split into three requests; the second is refused (400). No batch is merged: the
     tool answers extraction_failed, the profile is untouched, and get_job says the same."""

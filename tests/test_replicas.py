@@ -15,6 +15,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -52,6 +53,7 @@ class FakeAnthropic:
         self.hang_next = False
         self.hung = anyio.Event()
         self.release = anyio.Event()
+        self.arrivals: list[tuple[float, bytes]] = []  # (time.time(), body) of each answered request
 
     async def messages(self, request: Request) -> Response:
         body = await request.body()
@@ -60,6 +62,7 @@ class FakeAnthropic:
             self.hung.set()
             await self.release.wait()
             return Response(status_code=503)
+        self.arrivals.append((time.time(), body))
         reply = self.api.handler(httpx2.Request("POST", "http://fake/v1/messages", content=body))
         return Response(reply.content, status_code=reply.status_code, media_type="application/json")
 
@@ -88,9 +91,10 @@ async def fake_anthropic() -> AsyncIterator[tuple[FakeAnthropic, str]]:
 
 @asynccontextmanager
 async def replica(
-    name: str, db: str, api: str, log_dir: Path
+    name: str, db: str, api: str, log_dir: Path, **settings: str
 ) -> AsyncIterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``mcp-profiles serve --transport http`` on a free port; yields (base URL, process)."""
+    """``mcp-profiles serve --transport http`` on a free port, with extra environment
+    ``settings``; yields (base URL, process)."""
     port = free_port()
     command, args = server_command("serve", "--transport", "http", "--port", str(port))
     log_path = log_dir / f"{name}.log"
@@ -100,6 +104,7 @@ async def replica(
         ANTHROPIC_API_KEY="test-key",
         ANTHROPIC_BASE_URL=api,
         MCP_PROFILES_LLM_MAX_RETRIES="0",
+        **settings,
     )
     with log_path.open("w") as log:
         proc = subprocess.Popen([command, *args], stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -256,3 +261,76 @@ async def test_two_replicas_on_one_database(pg_url: str, tmp_path: Path) -> None
         )
         assert all(v == n for v, n in versions), "every version has exactly its revision"
         assert proc_two.poll() is None
+
+
+async def test_a_replica_of_another_host_killed_mid_extraction_is_taken_over_after_its_lease(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Replicas on different hosts (``MCP_PROFILES_HOST_ID``), lease 2 s. The one extracting
+    is SIGKILLed: the survivor, though woken at once, leaves the claim alone until its lease
+    runs out (a dead pid of another host proves nothing here), then its worker wakes by
+    itself and completes the item: one model answer merged, the item done."""
+    db, lease = pg_url, 2.0
+    victim = f"{CHAT}\nvictim: the item of the killed replica."
+    async with (
+        fake_anthropic() as (fake, api),
+        replica(
+            "there", db, api, tmp_path, MCP_PROFILES_HOST_ID="elsewhere", MCP_PROFILES_LEASE_SECONDS="2"
+        ) as (
+            one,
+            proc_one,
+        ),
+        replica("here", db, api, tmp_path, MCP_PROFILES_LEASE_SECONDS="2") as (two, proc_two),
+        client(two, A) as c2,
+    ):
+        warm = await c2.call_tool("upsert_profile_from_data", {"profile": "warm", "data": CHAT})
+        assert not warm.is_error, text(warm)  # the survivor's first call is slow; this one is not
+        fake.hang_next = True
+
+        async def doomed() -> None:
+            with contextlib.suppress(Exception):  # the replica dies under the call
+                async with client(one, A) as c1:
+                    await c1.call_tool("upsert_profile_from_data", {"profile": "victim", "data": victim})
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(doomed)
+            with anyio.fail_after(30):
+                await fake.hung.wait()
+            [[owner]] = rows(db, "SELECT claimed_by FROM data_items WHERE status = 'processing'")
+            assert owner.startswith(f"elsewhere:{proc_one.pid}:"), "the replica of the other host holds it"
+            claimed = rows(db, "SELECT claimed_at FROM data_items WHERE status = 'processing'")
+            with anyio.fail_after(10):  # kill just after a renewal: the lease has 2 s to run
+                while rows(db, "SELECT claimed_at FROM data_items WHERE status = 'processing'") == claimed:
+                    await anyio.sleep(0.02)
+            os.kill(proc_one.pid, signal.SIGKILL)
+            proc_one.wait(timeout=10)
+            killed = time.time()
+            tg.cancel_scope.cancel()
+        [[renewed]] = rows(db, "SELECT claimed_at FROM data_items WHERE status = 'processing'")
+        expires = float(renewed) + lease
+
+        # A submission wakes the survivor's worker during the lease.
+        nudge = await c2.call_tool("upsert_profile_from_data", {"profile": "nudge", "data": CHAT})
+        assert not nudge.is_error, text(nudge)
+        await anyio.sleep(0.5)  # its worker has looked for abandoned work
+        if time.time() < expires - 0.2:  # and left the claim alone (unless this machine lagged)
+            assert rows(db, "SELECT claimed_by FROM data_items WHERE status = 'processing'") == [[owner]]
+
+        def victim_done() -> bool:
+            return rows(
+                db,
+                "SELECT d.status FROM data_items d JOIN profiles p ON p.pk = d.profile_pk WHERE p.id = 'victim'",
+            ) == [["done"]]
+
+        await until(victim_done, "the survivor completed the item after the lease", seconds=15)
+        taken_over = time.time() - killed
+        answered = [at for at, body in fake.arrivals if b"victim: the item" in body]
+        assert len(answered) == 1, "one model answer for the victim's item, from the survivor"
+        assert answered[0] >= expires, f"taken {expires - answered[0]:.2f} s before the lease ran out"
+        assert rows(db, "SELECT version FROM profiles WHERE id = 'victim'") == [["2"]]
+        assert rows(
+            db,
+            "SELECT count(*) FROM revisions r JOIN profiles p ON p.pk = r.profile_pk WHERE p.id = 'victim'",
+        ) == [["2"]]
+        assert proc_two.poll() is None
+        print(f"taken over {taken_over:.2f} s after SIGKILL (lease {lease:g} s)")

@@ -310,7 +310,8 @@ async def test_interrupted_item_resumes_when_the_server_starts(config: Config) -
         "UPDATE data_items SET status = 'processing', claimed_by = 'gone-host-x:1:dead', claimed_at = 0"
     )
     con.execute(
-        "UPDATE data_items SET claimed_by = ?", (f"{__import__('socket').gethostname()}:999999:dead",)
+        "UPDATE data_items SET claimed_by = ?",
+        (f"{__import__('mcp_profiles.jobs').jobs.host_identity()}:999999:dead",),
     )
     con.commit()
     api = MessagesAPI(when_empty="echo")
@@ -503,12 +504,13 @@ async def test_a_cancelled_wait_puts_its_items_back_in_the_queue(config: Config)
 @pytest.mark.sqlite_only  # edits the file with sqlite3
 async def test_claims_of_a_reused_pid_are_recovered_at_once(config: Config) -> None:
     import os
-    import socket
+
+    from mcp_profiles.jobs import host_identity
 
     async with open_app(config, worker=False) as app:
         item, _, _ = await app.extractor.submit("default", "u", CHAT, None, None)
     con = sqlite3.connect(config.db_path)
-    owner = f"{socket.gethostname()}:{os.getpid()}:an-earlier-run"
+    owner = f"{host_identity()}:{os.getpid()}:an-earlier-run"
     con.execute("UPDATE data_items SET status = 'processing', claimed_by = ?, claimed_at = ?", (owner, 4e9))
     con.commit()
     async with open_app(config, worker=False) as app:
