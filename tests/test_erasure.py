@@ -4,7 +4,9 @@ A distinctive PII string goes into every place the server keeps something (id, a
 name, summary, tags, attributes, metadata, old versions, the search index, raw data and
 what extraction made of it), surrounded by bystander profiles that keep changing. After
 the delete, every byte of the database file, its WAL, shared-memory and journal files is
-scanned for the PII in each form SQLite might store it. ``export`` beforehand holds it all.
+scanned for the PII in each form SQLite might store it, plain and inside every zlib stream,
+and every row is read with its compressed columns decoded (``tests/scan.py``). ``export``
+beforehand holds it all.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from mcp_profiles.config import Config
 from mcp_profiles.runtime import open_app
 from tests.fakes import MessagesAPI, anthropic_llm
 from tests.helpers import table_counts, text
-from tests.procs.common import database_files, integrity_check
+from tests.procs.common import integrity_check
+from tests.scan import Scan, scan
 
 VICTIM = "zorbulax.quenwhistle"
 NAME = "Zorbulax Quenwhistle"
@@ -65,18 +68,10 @@ User: I live at {STREET} and I'm a lighthouse keeper.
 )
 
 
-def scan(db: str) -> tuple[dict[str, list[str]], int]:
-    """Which needles occur in which database file, and how many bytes were read."""
-    hits: dict[str, list[str]] = {}
-    total = 0
-    for path in database_files(db):
-        data = path.read_bytes()
-        total += len(data)
-        folded = data.lower()
-        found = [n.decode() for n in NEEDLES if n in data or n.lower() in folded]
-        if found:
-            hits[path.name] = found
-    return hits, total
+def pii(db: str) -> Scan:
+    """Where any form of the victim's PII is left: the shared scan of ``tests/scan.py``
+    (plaintext, zlib streams in the raw bytes, and every row with compressed columns decoded)."""
+    return scan(db, NEEDLES)
 
 
 async def _seed_victim(client: Any) -> str:
@@ -136,8 +131,17 @@ async def test_delete_leaves_no_pii_in_the_database_wal_or_shm(connect: Any, con
         job_id = await _seed_victim(client)
         found = await client.call_tool("list_profiles", {"query": "quenwhistle"})
         assert [p["id"] for p in found.structured_content["profiles"]] == [VICTIM]
-        before, _ = scan(config.db_path)
+        seen = pii(config.db_path)
+        before = seen.hits
         assert SEEN_BEFORE <= {n for names in before.values() for n in names}, before
+        # and it is seen inside what is stored compressed, decoded and in the raw bytes
+        compressed = {
+            "profiles.document",
+            "revisions.diff",
+            "revisions.snapshot",
+            "profiles.sqlite3-wal zlib",
+        }
+        assert compressed <= set(before) and all(NAME in before[k] for k in compressed), before
 
         result = await client.call_tool("delete_profile", {"profile": "zorbulax-q"})  # by alias
         assert result.structured_content == {
@@ -146,11 +150,11 @@ async def test_delete_leaves_no_pii_in_the_database_wal_or_shm(connect: Any, con
             "erased": {"revisions": 4, "data_items": 1, "wal_pending": False},
         }
         # the server is still running: its WAL and shared-memory files are live
-        hits, scanned = scan(config.db_path)
-        assert hits == {}, f"PII left after erasure: {hits}"
-        assert (
-            scanned > 300_000
-        )  # the bystanders are still there: a real file was read (history is compressed)
+        live = pii(config.db_path)
+        assert live.hits == {}, f"PII left after erasure: {live.hits}"
+        # the bystanders are still there: a real file was read, and every compressed value
+        # (40 documents, 80 revisions with a diff and a snapshot each) decoded and searched
+        assert live.bytes + live.inflated > 500_000 and live.values == 40 + 2 * 80, live.summary()
 
         assert (await client.call_tool("list_profiles", {"query": "quenwhistle"})).structured_content[
             "profiles"
@@ -171,12 +175,13 @@ async def test_delete_leaves_no_pii_in_the_database_wal_or_shm(connect: Any, con
             == 40
         )
 
-    hits, scanned_closed = scan(config.db_path)
-    assert hits == {}
+    closed = pii(config.db_path)
+    assert closed.hits == {} and closed.values == 40 + 2 * 80
     assert integrity_check(config.db_path) == "ok"
     counts = table_counts(config.db_path)
     assert counts["profiles"] == 40 and counts["revisions"] == 80 and counts["data_items"] == 0
-    print(f"\nerasure: {scanned + scanned_closed} bytes scanned for {len(NEEDLES)} PII forms, none found")
+    print(f"\nerasure: {len(NEEDLES)} PII forms; before: {seen.summary()}")
+    print(f"after, live: {live.summary()}, none found; closed: {closed.summary()}, none found")
 
 
 def test_export_before_delete_holds_everything_kept_about_the_profile(
@@ -213,8 +218,8 @@ def test_export_before_delete_holds_everything_kept_about_the_profile(
     [item] = record["data_items"]
     assert item["id"] == job_id and item["content"] == CHAT and item["status"] == "done"
     assert item["input_type"] == "chat history"
-    for pii in (NAME, EMAIL, PHONE, STREET):
-        assert pii in line
+    for value in (NAME, EMAIL, PHONE, STREET):
+        assert value in line
 
     async def delete() -> None:
         async with open_app(config, worker=False) as app:
@@ -224,7 +229,7 @@ def test_export_before_delete_holds_everything_kept_about_the_profile(
     capsys.readouterr()
     assert main(["export", VICTIM]) == 1
     assert "not_found" in capsys.readouterr().err
-    assert scan(config.db_path)[0] == {}
+    assert pii(config.db_path).hits == {}
 
 
 @pytest.mark.slow
@@ -278,13 +283,14 @@ async def test_a_reader_during_the_delete_makes_it_wal_pending_and_the_next_writ
                 "data_items": 1,
                 "wal_pending": True,
             }
-            held, _ = scan(config.db_path)
+            held = pii(config.db_path).hits
             assert held, "the reader should have kept the erased bytes on disk"
             reader.execute("COMMIT")  # the read ends; the connection stays open
-            assert scan(config.db_path)[0] == held  # nothing finishes it by itself
+            assert pii(config.db_path).hits == held  # nothing finishes it by itself
             await client.call_tool("update_profile", {"profile": "bystander-00", "patch": {"name": "Next"}})
-            hits, scanned = scan(config.db_path)
-            assert hits == {} and scanned > 300_000, hits  # history is compressed
+            after = pii(config.db_path)
+            assert after.hits == {}, after.hits
+            assert after.bytes + after.inflated > 500_000 and after.values == 40 + 2 * 80 + 2, after.summary()
     print(f"\nwal_pending erasure: PII in {sorted(held)} while read, 0 hits after the next write")
 
 
@@ -306,10 +312,10 @@ async def test_a_pending_erasure_finishes_on_close_or_on_the_periodic_tick(
                 with anyio.fail_after(10):
                     while app.store.wal_pending:
                         await anyio.sleep(0.05)
-                assert scan(config.db_path)[0] == {}
+                assert pii(config.db_path).hits == {}
             else:
-                assert scan(config.db_path)[0] != {}
+                assert pii(config.db_path).hits != {}
         # closed, with the reader's connection still open (so SQLite's own last-close
         # checkpoint did not run): the store's close finished the erasure
-        assert scan(config.db_path)[0] == {}
+        assert pii(config.db_path).hits == {}
     assert integrity_check(config.db_path) == "ok"

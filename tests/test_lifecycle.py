@@ -1,8 +1,9 @@
 """The data lifecycle through the MCP client with a scripted model: list_data, forget_data,
 retention of raw data, version pruning, and export/import of what is left.
 
-Erasure is checked the way ``test_erasure`` checks ``delete_profile``: every byte of the
-database file and its WAL, shared-memory and journal files is scanned for what was removed.
+Erasure is checked the way ``test_erasure`` checks ``delete_profile``, with the shared scan
+of ``tests/scan.py``: every byte of the database file and its WAL, shared-memory and journal
+files, plain and inside zlib streams, and every row with its compressed columns decoded.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from mcp_profiles.runtime import open_app
 from mcp_profiles.stores import is_postgres_url
 from tests.fakes import MessagesAPI, anthropic_llm
 from tests.helpers import all_pages, psql, text
-from tests.procs.common import database_files, integrity_check
+from tests.procs.common import integrity_check
+from tests.scan import scan
 
 pytestmark = pytest.mark.backends  # on SQLite and PostgreSQL; file scans on SQLite only (conftest)
 
@@ -93,12 +95,7 @@ def hits(db: str, needles: list[bytes]) -> dict[str, list[str]]:
             if present:
                 found[table] = present
         return found
-    for path in database_files(db):
-        data = path.read_bytes().lower()
-        present = [n.decode() for n in needles if n.lower() in data]
-        if present:
-            found[path.name] = present
-    return found
+    return scan(db, needles).hits  # plain, in zlib streams, and in decoded rows (tests/scan.py)
 
 
 async def upsert(client: Any, data: str, **kw: Any) -> dict[str, Any]:
@@ -127,7 +124,11 @@ async def test_forgetting_one_item_removes_exactly_what_only_it_supports(
         assert listed["items"][0]["input_type"] == "chat history"
         assert listed["items"][0]["bytes"] == len(ITEM_A.encode()) and listed["items"][0]["content_kept"]
         assert listed["next_cursor"] is None
-        assert hits(config.db_path, B_ONLY), "the scan must see B's values before the forget"
+        seen = hits(config.db_path, B_ONLY)
+        assert seen, "the scan must see B's values before the forget"
+        if not is_postgres_url(config.db_path):  # and inside what SQLite stores compressed
+            compressed = {"profiles.document", "revisions.diff", "revisions.snapshot"}
+            assert compressed <= set(seen) and all("night shifts" in seen[k] for k in compressed), seen
         before = (await client.call_tool("get_profile", {"profile": "ada"})).structured_content
 
         async with client.listen(resource_subscriptions=["profile://ada"]) as sub:
@@ -418,6 +419,13 @@ async def test_version_pruning_keeps_the_newest_and_revert_to_a_pruned_version_i
             await client.call_tool(
                 "update_profile", {"profile": "ada", "create": True, "patch": {"name": f"Ada mk{n}"}}
             )
+    # before the prune, the old names are only in compressed history: the scan must see them
+    seen = hits(config.db_path, [b"Ada mk1", b"Ada mk2"])
+    if is_postgres_url(config.db_path):
+        assert "revisions" in seen, seen
+    else:
+        assert {"revisions.diff", "revisions.snapshot", "profiles.sqlite3 zlib"} <= set(seen), seen
+        assert "profiles.sqlite3" not in seen and "profiles.name" not in seen, seen
     monkeypatch.setenv("MCP_PROFILES_KEEP_VERSIONS", "3")
     assert await cli(["prune"]) == 0
     assert "3 old version(s)" in capsys.readouterr().out
