@@ -496,8 +496,11 @@ class Extractor:
     async def _extract_keeping_claim(
         self, llm: LLM, request: LLMRequest, token: str
     ) -> tuple[Extraction, Usage]:
-        """One model call (with its repair), renewing the claim's lease while it runs, so a
-        call longer than the lease is never taken for abandoned work."""
+        """One model call (with its repair), renewing the claim's lease as it starts and while
+        it runs, so that the lease counts from the call, not from the claim (a fresh replica's
+        first call may start a second after it claimed), and a call longer than the lease is
+        never taken for abandoned work."""
+        await self._renew(token)
         lost = False
         outcome: tuple[Extraction, Usage] | None = None
         error: BaseException | None = None

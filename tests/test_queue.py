@@ -245,6 +245,53 @@ async def test_a_live_claim_of_another_host_is_never_taken_over_while_its_lease_
     assert len(llm.calls) == 1
 
 
+class MeddlingLLM(GatedLLM):
+    """A model whose call, as it starts, lets another replica look for abandoned work."""
+
+    def __init__(self, other: Any) -> None:
+        super().__init__(gated=False)
+        self.other = other
+        self.taken: list[int] = []
+
+    async def complete(self, request: LLMRequest, repair: Repair | None = None) -> LLMAnswer:
+        self.taken.append(await self.other.extractor.recover())
+        await self.other.extractor.drain()
+        return await super().complete(request, repair)
+
+
+async def test_a_call_starting_later_than_the_lease_after_its_claim_keeps_the_claim(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lease 1 s, and 1.3 s between the claim and the model call (a fresh replica's slow first
+    call): the lease is renewed as the call starts, so a replica of this host that looks for
+    abandoned work at that moment takes nothing, and the item is extracted once."""
+    import os
+    import subprocess
+    import sys
+    from contextlib import AsyncExitStack
+
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()
+    there = Config(db=config.db, lease_seconds=1.0, host_id="elsewhere")
+    here = Config(db=config.db, lease_seconds=1.0)
+    async with AsyncExitStack() as stack:
+        other = await stack.enter_async_context(open_app(here, llm=GatedLLM(gated=False), worker=False))  # type: ignore[arg-type]
+        llm = MeddlingLLM(other)
+        with monkeypatch.context() as m:  # another host's process: only its lease protects its claim
+            m.setattr(os, "getpid", lambda: gone.pid)
+            app = await stack.enter_async_context(open_app(there, llm=llm, worker=False))  # type: ignore[arg-type]
+
+        async def slow_start(done: float, total: float, message: str) -> None:
+            if done == 0:
+                await anyio.sleep(1.3)  # between the claim and the call
+
+        with anyio.fail_after(30):
+            outcome = await app.extractor.upsert("default", "u", CHAT, progress=slow_start)
+        assert outcome.job.status == "done", outcome
+    assert llm.taken == [0]  # the other replica looked as the call started, and took nothing
+    assert len(llm.calls) == 1
+
+
 async def test_a_call_whose_later_batch_fails_changes_nothing(connect: Any, config: Config) -> None:
     """Data split into three requests; the second is refused (400). No batch is merged: the
     tool answers extraction_failed, the profile is untouched, and get_job says the same."""
