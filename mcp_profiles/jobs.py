@@ -15,26 +15,23 @@ one was doing; work held by another live process is left alone while it renews i
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
-import random
-import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
-from typing import Any, Literal
 
 import anyio
 
+from .accounting import _Progress, _share
+from .applying import OnChange, apply_answers, backoff, merge_part, record_failure
 from .cache_limits import cache_minimum
+from .claims import _OWNERS, _alive, _Discarded, host_identity
 from .config import Config
 from .contract import Store
-from .errors import ExtractionFailed, Invalid, NotFound, ProfilesError, Timeout, TooLarge
+from .errors import ExtractionFailed, Invalid, NotFound, Timeout, TooLarge
 from .extract import (
     DataChunk,
     Extraction,
@@ -47,172 +44,28 @@ from .extract import (
     split_data,
 )
 from .forgetting import contributors
-from .llm import LLM, LLMRequest, ModelUnavailable, Usage
-from .merge import DROP_REASONS, MergeResult, merge_extraction
+from .job_results import NO_BACKEND, JobResult, UpsertOutcome, UpsertStatus, _done_message
+from .llm import LLM, LLMRequest, Usage
+from .merge import MergeResult
 from .models import Kind, Profile, now
-from .patching import check_limits
 from .prompts import load_prompt
 from .service import ProfileService
 from .store import DataItem
 
-__all__ = ["NO_BACKEND", "Extractor", "JobResult", "UpsertOutcome"]
+__all__ = [
+    "NO_BACKEND",
+    "Extractor",
+    "JobResult",
+    "OnChange",
+    "UpsertOutcome",
+    "UpsertStatus",
+    "backoff",
+    "host_identity",
+]
 
 log = logging.getLogger("mcp_profiles")
 
-NO_BACKEND = (
-    "no extraction backend is configured, so the data is stored and waits: set ANTHROPIC_API_KEY in the "
-    "server's environment (or use an MCP client that supports sampling) and call upsert_profile_from_data "
-    "again, or run 'mcp-profiles process' with the key set"
-)
-
 Progress = Callable[[float, float, str], Awaitable[None]]
-OnChange = Callable[[str, str], Awaitable[None]]
-
-
-@dataclass
-class JobResult:
-    """The outcome of one data item, as the tools report it."""
-
-    job_id: str
-    profile_id: str
-    status: str
-    version: int = 0
-    changes: list[dict[str, Any]] = field(default_factory=list)
-    conflicts: list[dict[str, Any]] = field(default_factory=list)
-    dropped: dict[str, int] = field(default_factory=dict)
-    usage: dict[str, int] = field(default_factory=lambda: Usage().as_dict())
-    error: str | None = None
-    attempts: int = 0
-    next_attempt_at: str | None = None
-
-    @classmethod
-    def from_item(cls, item: DataItem, status: str | None = None) -> JobResult:
-        """What a stored item says about its job."""
-        result = item.result or {}
-        return cls(
-            job_id=item.id,
-            profile_id=item.profile_id,
-            status=status or item.status,
-            version=int(result.get("version", 0)),
-            changes=list(result.get("changes", [])),
-            conflicts=list(result.get("conflicts", [])),
-            dropped=dict(result.get("dropped", {})),
-            usage=dict(item.usage),
-            error=item.error,
-            attempts=item.attempts,
-            next_attempt_at=_iso(item.next_attempt_at) if item.status == "pending" else None,
-        )
-
-
-UpsertStatus = Literal["updated", "unchanged", "duplicate", "accepted", "pending", "failed"]
-
-
-@dataclass
-class UpsertOutcome:
-    """What one upsert did, with the message for whoever asked; adapters only render it
-    (``failed`` becomes an ``extraction_failed`` error in the MCP tool, exit 1 in the CLI)."""
-
-    status: UpsertStatus
-    message: str
-    job: JobResult
-    created: bool = False  # the call created the profile
-
-
-def _done_message(job: JobResult) -> str:
-    if job.changes:
-        message = f"updated profile {job.profile_id!r} to version {job.version}: {len(job.changes)} change(s)"
-    else:
-        message = f"nothing new for profile {job.profile_id!r} in this data (version {job.version})"
-    if job.conflicts:
-        message += f"; {len(job.conflicts)} conflict(s) with values set by hand were left unchanged"
-    if job.dropped.get("ungrounded"):
-        message += f"; {job.dropped['ungrounded']} proposal(s) without a quote from the data were dropped"
-    return message
-
-
-@dataclass
-class _Progress:
-    changes: list[dict[str, Any]] = field(default_factory=list)
-    conflicts: list[dict[str, Any]] = field(default_factory=list)
-    dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
-    usage: Usage = field(default_factory=Usage)
-
-
-def _iso(at: float | None) -> str | None:
-    return (
-        datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z") if at else None
-    )
-
-
-def backoff(attempt: int, base: float, retry_after: float | None, cap: float = 3600.0) -> float:
-    """Seconds to wait before attempt ``attempt + 1``: exponential from ``base`` with jitter
-    (half to all of it, so workers that failed together do not retry together), never less
-    than the API's ``retry-after``."""
-    delay = min(cap, base * 2.0 ** max(0, attempt - 1)) * random.uniform(0.5, 1.0)
-    return max(delay, retry_after or 0.0)
-
-
-def _share(usage: Usage, weights: list[int]) -> list[Usage]:
-    """Split one call's usage over the items in it, by their share of the data."""
-    total = sum(weights) or 1
-    fields_ = [f.name for f in dataclass_fields(Usage)]
-    parts: list[dict[str, int]] = [{} for _ in weights]
-    for name in fields_:
-        value = getattr(usage, name)
-        given = [value * w // total for w in weights]
-        given[0] += value - sum(given)
-        for part, n in zip(parts, given, strict=True):
-            part[name] = n
-    return [Usage(**p) for p in parts]
-
-
-class _Discarded(Exception):
-    """The claim no longer holds (the items were deleted, or claimed by another worker):
-    the result is thrown away and nothing is written."""
-
-
-_OWNERS: set[str] = set()  # the owner ids of the extractors alive in this process
-
-
-def host_identity(configured: str = "") -> str:
-    """Who "this host" is in a claim's owner. A claim's pid is checked only by a process of
-    the same identity, because a pid means something only in its own pid namespace on its
-    own machine: by default the host name with the kernel's boot id and this process's pid
-    namespace, so that two containers (where every replica is pid 1) or two machines of the
-    same name are never taken for one. ``MCP_PROFILES_HOST_ID`` replaces it."""
-    if configured:
-        return configured
-    name = socket.gethostname().replace(":", "-") or "host"
-    marks = []
-    with contextlib.suppress(OSError):
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
-            marks.append(f.read().strip())
-    with contextlib.suppress(OSError):
-        marks.append(os.readlink("/proc/self/ns/pid"))
-    if not marks:  # no /proc: the host name alone (set MCP_PROFILES_HOST_ID where it is not unique)
-        return name
-    return f"{name}/{hashlib.sha256('|'.join(marks).encode()).hexdigest()[:8]}"
-
-
-def _alive(owner: str | None, host: str) -> bool:
-    """Whether a claim's owner (not this extractor) still runs. Only knowable for an owner of
-    this host identity: of another host, a pid means nothing here, and only its lease frees
-    the claim."""
-    if not owner:
-        return False
-    their_host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    if their_host != host or not pid.isdigit():
-        return True
-    if int(pid) == os.getpid():  # our pid: another extractor of this process, or a restart reusing it
-        return ":".join(owner.split(":")[:3]) in _OWNERS
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Extractor:
@@ -602,15 +455,7 @@ class Extractor:
             state[chunk.data_id].usage = state[chunk.data_id].usage + share
 
     def _merge(self, current: Profile, extraction: Extraction, part: list[DataChunk], at: str) -> MergeResult:
-        return merge_extraction(
-            current,
-            extraction,
-            part,
-            confidence_floor=self.config.confidence_floor,
-            allow_sensitive=self.config.allow_sensitive,
-            at=at,
-            limits=self.config.limits,
-        )
+        return merge_part(self.config, current, extraction, part, at)
 
     async def _fail(
         self,
@@ -622,38 +467,8 @@ class Extractor:
         failure: ExtractionFailed,
         attempts: dict[str, int],
     ) -> None:
-        """Record a failed call on every item of the claim (their usage is still counted).
-
-        When the model was only unavailable (429, 529, 5xx, a timeout), an item goes back to
-        the queue with exponential backoff until it has had ``max_attempts`` attempts; any
-        other failure is final at once.
-        """
-        at = now()
-        async with self.store.write() as tx:
-            if not await tx.claim_holds(ns, profile_id, pk, list(state), token):
-                raise _Discarded
-            for item_id, s in state.items():
-                tried = attempts.get(item_id, 0) + 1
-                if isinstance(failure, ModelUnavailable) and tried < self.config.max_attempts:
-                    delay = backoff(tried, self.config.retry_delay, failure.retry_after)
-                    await tx.retry_later(
-                        item_id,
-                        token,
-                        at=at,
-                        error=f"{failure.message} (attempt {tried} of {self.config.max_attempts})",
-                        next_attempt_at=time.time() + delay,
-                        usage=s.usage.as_dict(),
-                    )
-                    continue
-                await tx.set_items_status(
-                    [item_id],
-                    "failed",
-                    at=now(),
-                    error=failure.message,
-                    usage=[s.usage.as_dict()],
-                    attempt=True,
-                    owner=token,
-                )
+        """Record a failed call on every item of the claim (see ``applying.record_failure``)."""
+        await record_failure(self.store, self.config, ns, pk, profile_id, token, state, failure, attempts)
 
     async def _commit(
         self,
@@ -665,68 +480,10 @@ class Extractor:
         state: dict[str, _Progress],
         seen: set[str] | None = None,
     ) -> None:
-        """Merge every answer of a call onto the profile as it is now, and write the version,
-        its revision and the finished items in one transaction, if the claim still holds
-        (checked in that transaction); otherwise raise _Discarded and write nothing.
-
-        ``seen`` are the data items behind the profile the model was shown: if forget_data
-        erased one since, the answers' summaries (written from values now erased) are dropped.
-        """
-        at = now()
-        async with self.store.write() as tx:
-            current = await tx.profile_by_key(pk)
-            if current is None or not await tx.claim_holds(ns, profile_id, pk, list(state), token):
-                raise _Discarded
-            seen = seen or set()
-            if seen and not seen <= await tx.existing_items(pk, seen):
-                answers = [(part, e.model_copy(update={"summary": None})) for part, e in answers]
-            new, changes = current, []
-            for part, extraction in answers:
-                merged = self._merge(new, extraction, part, at)
-                new = merged.profile
-                changes += [dict(c) for c in merged.changes]
-                for item_id in dict.fromkeys(c.data_id for c in part):
-                    s = state[item_id]
-                    s.changes += [dict(c) for c in merged.changes]
-                    s.conflicts += [dict(c) for c in merged.conflicts]
-                    for reason, count in merged.dropped.items():
-                        s.dropped[reason] = s.dropped.get(reason, 0) + count
-            version = current.version
-            if changes:
-                try:
-                    check_limits(new, self.config.limits)
-                except ProfilesError:
-                    raise ExtractionFailed(
-                        "the merged profile would exceed the document size limit"
-                    ) from None
-                version = current.version + 1
-                new.version, new.updated_at = version, at
-                if new.summary != current.summary and new.summary_source == "extracted":
-                    new.summary_data_ids = sorted(set(state) | seen | contributors(current))
-                await tx.update_profile(ns, pk, new, current.version)
-                await tx.add_revision(
-                    ns, pk, new, actor="extraction", reason=f"data {', '.join(state)}", changes=changes
-                )
-            for item_id, s in state.items():
-                result = {
-                    "version": version,
-                    "changes": s.changes,
-                    "conflicts": s.conflicts,
-                    "dropped": s.dropped,
-                }
-                await tx.set_items_status(
-                    [item_id],
-                    "done",
-                    at=at,
-                    result=result,
-                    usage=[s.usage.as_dict()],
-                    attempt=True,
-                    owner=token,
-                )
-                if self.config.keep_data_days == 0:  # retention: no raw content after processing
-                    await tx.delete_contents([item_id], at)
-        if changes and self.on_change is not None:
-            await self.on_change(ns, current.id)
+        """Apply a claim's answers if the claim still holds (see ``applying.apply_answers``)."""
+        await apply_answers(
+            self.store, self.config, self.on_change, ns, pk, profile_id, token, answers, state, seen
+        )
 
     async def wait_for(self, ns: str, item: DataItem, progress: Progress | None = None) -> JobResult:
         """Process a just-submitted item now (with its profile's other pending items) and
