@@ -369,8 +369,7 @@ class ProfileStore:
                 with anyio.CancelScope(shield=True):  # as _control: never leave it open
                     await conn.commit()
             except BaseException:
-                if self._db.in_transaction:
-                    await self._control("ROLLBACK")
+                await conn.rollback()
                 raise
         if tx.erased:
             await self._compact_after_erasure()
@@ -536,6 +535,27 @@ class _TxConnection:
         if self._begin is not None and not self._pending:
             return
         await self._run([], commit=True)
+
+    async def rollback(self) -> None:
+        """End the transaction if the database thread began it, shielded from cancellation.
+
+        The state is read on the database thread, behind whatever was already sent: a hop
+        cancelled while queued (its ``BEGIN IMMEDIATE`` not yet run) still begins the
+        transaction later, so asking ``in_transaction`` from here could miss it and leave
+        the shared connection open for the next writer.
+        """
+        if self._begin is not None:
+            return  # nothing was sent: no transaction to end
+        self._pending = []
+        raw = self._raw
+
+        def run() -> None:
+            conn: sqlite3.Connection = raw._conn  # noqa: SLF001 (aiosqlite runs this on its thread)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+
+        with anyio.CancelScope(shield=True):
+            await raw._execute(run)  # type: ignore[no-untyped-call]
 
 
 class ReadTx:

@@ -108,6 +108,39 @@ async def test_namespaces_are_separate(db_target: str) -> None:
 
 
 @pytest.mark.sqlite_only
+async def test_a_write_cancelled_while_its_begin_is_queued_leaves_no_transaction(tmp_path: Path) -> None:
+    """The first hop of a write carries its ``BEGIN IMMEDIATE``. Cancelled while that hop
+    waits behind other work on the database thread, it still runs afterwards; the rollback
+    must see that, or the next writer gets 'cannot start a transaction within a transaction'."""
+    import time
+
+    import anyio
+
+    from mcp_profiles.config import Config
+    from mcp_profiles.service import ProfileService
+
+    async with ProfileStore.open(tmp_path / "p.sqlite3") as store:
+        await ProfileService(store, Config(db=str(tmp_path / "p.sqlite3"))).update_profile(
+            "ns", "u", {"name": "U"}, create=True
+        )
+        db = store._db
+
+        async def occupy_the_database_thread() -> None:
+            await db._execute(time.sleep, 0.3)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(occupy_the_database_thread)
+            await anyio.sleep(0.05)  # the thread is now busy sleeping
+            with anyio.move_on_after(0.05) as scope:
+                async with store.write() as tx:
+                    await tx.locate("ns", "u")  # queued behind the sleep: cancelled there
+            assert scope.cancelled_caught
+        assert not db.in_transaction
+        async with store.write() as tx:  # the next writer can begin
+            assert await tx.locate("ns", "u") is not None
+
+
+@pytest.mark.sqlite_only
 async def test_cancelled_calls_never_leave_the_connection_in_a_transaction(tmp_path: Path) -> None:
     import random
 
