@@ -175,6 +175,9 @@ class Connection(_Model):
 
     ``alias``, ``is_active``, ``version`` and ``updated_at`` serve the AI-management API's
     connection shape; connections made with the CLI have no alias and stay at version 1.
+    They are columns of their own (migration 009). ``"$meta"``, where they were kept inside
+    ``settings`` before, stays refused as a settings key: a file made before the migration
+    would otherwise be ambiguous, and the API's answers stay as they were.
     """
 
     id: ProfileId

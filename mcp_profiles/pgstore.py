@@ -41,7 +41,7 @@ from .chunking import estimate_tokens
 from .contract import Deliver
 from .errors import Conflict, Invalid
 from .models import Connection, Kind, Profile, ProfileSummary, Revision
-from .store import DataItem, ItemHeader, _connection, _connection_settings, _decode_cursor, _encode_cursor
+from .store import _CONNECTION_COLS, DataItem, ItemHeader, _connection, _decode_cursor, _encode_cursor
 from .stores import redact_url
 
 try:
@@ -479,8 +479,7 @@ class PgReadTx:
     async def connection(self, ns: str, connection_id: str) -> Connection | None:
         """One connection, or None."""
         row = await self._con.fetchrow(
-            "SELECT id, name, provider_id, api_key_env, settings, created_at FROM connections "
-            "WHERE namespace = $1 AND id = $2",
+            f"SELECT {_CONNECTION_COLS} FROM connections WHERE namespace = $1 AND id = $2",
             ns,
             connection_id,
         )
@@ -489,8 +488,7 @@ class PgReadTx:
     async def connections(self, ns: str) -> list[Connection]:
         """All connections of a namespace, by id."""
         rows = await self._con.fetch(
-            "SELECT id, name, provider_id, api_key_env, settings, created_at FROM connections "
-            "WHERE namespace = $1 ORDER BY id",
+            f"SELECT {_CONNECTION_COLS} FROM connections WHERE namespace = $1 ORDER BY id",
             ns,
         )
         return [_connection(r) for r in rows]
@@ -999,29 +997,44 @@ class PgWriteTx(PgReadTx):
         """Insert a connection; an existing id is a conflict."""
         try:
             await self._con.execute(
-                "INSERT INTO connections (namespace, id, name, provider_id, api_key_env, settings, created_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO connections (namespace, id, name, provider_id, api_key_env, settings, created_at, "
+                "alias, is_active, version, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 ns,
                 conn.id,
                 conn.name,
                 conn.provider_id,
                 conn.api_key_env,
-                _connection_settings(conn),
+                json.dumps(conn.settings),
                 conn.created_at,
+                conn.alias,
+                conn.is_active,
+                conn.version,
+                conn.updated_at,
             )
-        except asyncpg.UniqueViolationError:
+        except asyncpg.UniqueViolationError as e:
+            if e.constraint_name == "connections_alias":
+                raise Conflict(f"alias {conn.alias!r} is already used by another connection") from None
             raise Conflict(f"connection {conn.id!r} already exists; remove it first to change it") from None
 
     async def update_connection(self, ns: str, conn: Connection) -> bool:
-        """Replace a connection's name, key variable and settings; False when it is gone."""
-        status = await self._con.execute(
-            "UPDATE connections SET name = $1, api_key_env = $2, settings = $3 WHERE namespace = $4 AND id = $5",
-            conn.name,
-            conn.api_key_env,
-            _connection_settings(conn),
-            ns,
-            conn.id,
-        )
+        """Replace a connection's name, key variable, settings, alias, state and version;
+        False when it is gone."""
+        try:
+            status = await self._con.execute(
+                "UPDATE connections SET name = $1, api_key_env = $2, settings = $3, alias = $4, is_active = $5, "
+                "version = $6, updated_at = $7 WHERE namespace = $8 AND id = $9",
+                conn.name,
+                conn.api_key_env,
+                json.dumps(conn.settings),
+                conn.alias,
+                conn.is_active,
+                conn.version,
+                conn.updated_at,
+                ns,
+                conn.id,
+            )
+        except asyncpg.UniqueViolationError:
+            raise Conflict(f"alias {conn.alias!r} is already used by another connection") from None
         return _status_count(status) == 1
 
     async def remove_connection(self, ns: str, connection_id: str) -> bool:

@@ -32,7 +32,7 @@ import anyio
 
 from .chunking import estimate_tokens
 from .errors import Conflict, Invalid
-from .models import CONNECTION_META_KEY, Connection, Kind, Profile, ProfileSummary, Revision
+from .models import Connection, Kind, Profile, ProfileSummary, Revision
 
 __all__ = ["DataItem", "ProfileStore", "ReadTx", "WriteTx", "create_private"]
 
@@ -732,8 +732,7 @@ class ReadTx:
     async def connection(self, ns: str, connection_id: str) -> Connection | None:
         """One connection, or None."""
         row = await self._one(
-            "SELECT id, name, provider_id, api_key_env, settings, created_at FROM connections "
-            "WHERE namespace = ? AND id = ?",
+            f"SELECT {_CONNECTION_COLS} FROM connections WHERE namespace = ? AND id = ?",
             (ns, connection_id),
         )
         return _connection(row) if row else None
@@ -741,8 +740,7 @@ class ReadTx:
     async def connections(self, ns: str) -> list[Connection]:
         """All connections of a namespace, by id."""
         rows = await self._all(
-            "SELECT id, name, provider_id, api_key_env, settings, created_at FROM connections "
-            "WHERE namespace = ? ORDER BY id",
+            f"SELECT {_CONNECTION_COLS} FROM connections WHERE namespace = ? ORDER BY id",
             (ns,),
         )
         return [_connection(r) for r in rows]
@@ -1213,27 +1211,48 @@ class WriteTx(ReadTx):
         """Insert a connection; an existing id is a conflict."""
         try:
             await self._db.execute(
-                "INSERT INTO connections (namespace, id, name, provider_id, api_key_env, settings, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO connections (namespace, id, name, provider_id, api_key_env, settings, created_at, "
+                "alias, is_active, version, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     ns,
                     conn.id,
                     conn.name,
                     conn.provider_id,
                     conn.api_key_env,
-                    _connection_settings(conn),
+                    json.dumps(conn.settings),
                     conn.created_at,
+                    conn.alias,
+                    conn.is_active,
+                    conn.version,
+                    conn.updated_at,
                 ),
             )
-        except sqlite3.IntegrityError:
+        except sqlite3.IntegrityError as e:
+            if "alias" in str(e):
+                raise Conflict(f"alias {conn.alias!r} is already used by another connection") from None
             raise Conflict(f"connection {conn.id!r} already exists; remove it first to change it") from None
 
     async def update_connection(self, ns: str, conn: Connection) -> bool:
-        """Replace a connection's name, key variable and settings; False when it is gone."""
-        cur = await self._db.execute(
-            "UPDATE connections SET name = ?, api_key_env = ?, settings = ? WHERE namespace = ? AND id = ?",
-            (conn.name, conn.api_key_env, _connection_settings(conn), ns, conn.id),
-        )
+        """Replace a connection's name, key variable, settings, alias, state and version;
+        False when it is gone."""
+        try:
+            cur = await self._db.execute(
+                "UPDATE connections SET name = ?, api_key_env = ?, settings = ?, alias = ?, is_active = ?, "
+                "version = ?, updated_at = ? WHERE namespace = ? AND id = ?",
+                (
+                    conn.name,
+                    conn.api_key_env,
+                    json.dumps(conn.settings),
+                    conn.alias,
+                    conn.is_active,
+                    conn.version,
+                    conn.updated_at,
+                    ns,
+                    conn.id,
+                ),
+            )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"alias {conn.alias!r} is already used by another connection") from None
         return cur.rowcount == 1
 
     async def remove_connection(self, ns: str, connection_id: str) -> bool:
@@ -1505,22 +1524,21 @@ class WriteTx(ReadTx):
         await self._db.execute("UPDATE data_items SET content_deleted_at = ? WHERE id = ?", (at, item_id))
 
 
+_CONNECTION_COLS = (
+    "id, name, provider_id, api_key_env, settings, created_at, alias, is_active, version, updated_at"
+)
+
+
 def _connection(row: Any) -> Connection:
-    settings = json.loads(row[4])
-    meta = settings.pop(CONNECTION_META_KEY, {})
     return Connection(
         id=row[0],
         name=row[1],
         provider_id=row[2],
         api_key_env=row[3],
-        settings=settings,
+        settings=json.loads(row[4]),
         created_at=row[5],
-        **meta,
+        alias=row[6],
+        is_active=bool(row[7]),
+        version=row[8],
+        updated_at=row[9],
     )
-
-
-def _connection_settings(conn: Connection) -> str:
-    """The settings column: the provider settings, plus the fields of the AI-management
-    connection shape under a reserved key (the table predates them)."""
-    meta = conn.model_dump(include={"alias", "is_active", "version", "updated_at"})
-    return json.dumps({**conn.settings, CONNECTION_META_KEY: meta})

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from mcp_profiles.errors import Conflict
-from mcp_profiles.models import Profile
-from mcp_profiles.store import ProfileStore, _migrations
-from mcp_profiles.stores import open_store
+from mcp_profiles.models import Connection, Profile
+from mcp_profiles.store import ProfileStore, _migrations, _statements
+from mcp_profiles.stores import is_postgres_url, open_store
+from tests.helpers import psql, rows
 
 pytestmark = pytest.mark.backends  # the contract's tests run on SQLite and on PostgreSQL (conftest)
 
@@ -171,3 +173,92 @@ async def test_cancelled_calls_never_leave_the_connection_in_a_transaction(tmp_p
             assert profile is not None
             revisions = await tx.history("ns", 1, 200)
         assert len(revisions) == profile.version  # every committed version has its revision
+
+
+AT = "2026-11-03T00:00:00Z"
+
+
+def _as_before_009(db: str) -> None:
+    """Make ``db`` a database migrated up to, not including, the connection columns, holding a
+    connection written the old way: its API fields under ``settings."$meta"``."""
+    meta = {"alias": "main", "is_active": False, "version": 3, "updated_at": "2026-11-02T10:00:00Z"}
+    settings = json.dumps({"temperature": 0.5, "$meta": meta}).replace("'", "''")
+    insert = (
+        "INSERT INTO connections (namespace, id, name, provider_id, api_key_env, settings, created_at) "
+        f"VALUES ('default', 'c1', 'Main', 'openai', 'OPENAI_KEY', '{settings}', '2026-11-01T09:00:00Z')"
+    )
+    plain = (
+        "INSERT INTO connections (namespace, id, name, provider_id, settings, created_at) "
+        "VALUES ('default', 'c2', NULL, 'anthropic', '{}', '2026-11-01T09:00:00Z')"
+    )
+    if is_postgres_url(db):
+        psql(
+            db,
+            "DROP INDEX connections_alias; ALTER TABLE connections DROP COLUMN alias, DROP COLUMN is_active, "
+            f"DROP COLUMN version, DROP COLUMN updated_at; DELETE FROM schema_migrations WHERE version = 2; "
+            f"{insert}; {plain}",
+        )
+        return
+    con = sqlite3.connect(db)
+    with con:
+        con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)")
+        for version, script in _migrations():
+            if version < 9:
+                for statement in _statements(script):
+                    con.execute(statement)
+                con.execute("INSERT INTO schema_migrations VALUES (?, '2026-11-01T00:00:00Z')", (version,))
+        con.execute(insert)
+        con.execute(plain)
+    con.close()
+
+
+async def test_connection_fields_kept_under_meta_survive_the_migration(db_target: str) -> None:
+    if is_postgres_url(db_target):
+        async with open_store(db_target):
+            pass
+    _as_before_009(db_target)
+    async with open_store(db_target) as store:
+        async with store.read() as tx:
+            main, plain = await tx.connections("default")
+        assert main == Connection(
+            id="c1",
+            name="Main",
+            provider_id="openai",
+            api_key_env="OPENAI_KEY",
+            settings={"temperature": 0.5},
+            created_at="2026-11-01T09:00:00Z",
+            alias="main",
+            is_active=False,
+            version=3,
+            updated_at="2026-11-02T10:00:00Z",
+        )
+        assert (plain.alias, plain.is_active, plain.version, plain.updated_at) == (None, True, 1, None)
+        # the alias is unique per namespace in the database itself, not only in the service
+        with pytest.raises(Conflict, match="alias 'main'"):
+            async with store.write() as wtx:
+                await wtx.add_connection(
+                    "default", Connection(id="c3", provider_id="x", alias="main", created_at=AT)
+                )
+        async with store.write() as wtx:  # another namespace may use it
+            await wtx.add_connection(
+                "other", Connection(id="c3", provider_id="x", alias="main", created_at=AT)
+            )
+    stored = rows(db_target, "SELECT settings FROM connections WHERE id = 'c1'")
+    assert json.loads(stored[0][0]) == {"temperature": 0.5}
+
+
+async def test_connection_fields_are_written_to_their_columns(db_target: str) -> None:
+    async with open_store(db_target) as store:
+        async with store.write() as tx:
+            await tx.add_connection(
+                "default", Connection(id="c1", provider_id="openai", alias="a", version=2, created_at=AT)
+            )
+            updated = Connection(
+                id="c1", provider_id="openai", alias="b", is_active=False, version=3, created_at=AT
+            )
+            assert await tx.update_connection(
+                "default", updated.model_copy(update={"updated_at": "2026-11-03"})
+            )
+    assert rows(db_target, "SELECT alias, version, updated_at, settings FROM connections") == [
+        ["b", "3", "2026-11-03", "{}"]
+    ]
