@@ -14,7 +14,7 @@ import pytest
 from mcp.shared.subscriptions import ResourcesListChanged, ResourceUpdated, ServerEvent
 
 from mcp_profiles.config import Config
-from mcp_profiles.models import Profile
+from mcp_profiles.models import Connection, Profile
 from mcp_profiles.pgstore import PgStore, _migrations, _ts_query
 from mcp_profiles.runtime import open_app
 from mcp_profiles.service import ProfileService
@@ -215,6 +215,10 @@ def test_copy_sqlite_to_postgresql_and_back_is_lossless(
         async with open_app(Config(db=source), worker=False) as app:
             for ns in ("default", "tenant-b"):
                 await app.service.add_connection(ns, "anthropic-main", "anthropic", api_key_env="KEY")
+                await app.service.add_connection(ns, "oa", "openai", alias="openai-main", is_active=False)
+                await app.service.update_connection(
+                    ns, "oa", name="OA", alias="oa-2", api_key_env=None, settings={"t": 1}, is_active=False
+                )
                 for i in range(7):
                     await app.service.update_profile(
                         ns, f"p{i}", {"name": f"P {i}", "tags": ["t"]}, create=True
@@ -225,7 +229,7 @@ def test_copy_sqlite_to_postgresql_and_back_is_lossless(
     anyio.run(seed)
     assert main(["copy", "--from", source, "--to", pg_url]) == 0
     out, err = capsys.readouterr()
-    assert "default: 7 profiles, 14 versions, pending 1, 1 connections" in out
+    assert "default: 7 profiles, 14 versions, pending 1, 2 connections" in out
     assert "copied 7/14 profiles (namespace default)" in err and "verified" in err
     back = str(tmp_path / "back.sqlite3")
     assert main(["copy", "--from", pg_url, "--to", back]) == 0
@@ -236,6 +240,14 @@ def test_copy_sqlite_to_postgresql_and_back_is_lossless(
             assert main(["export", "--db", db, "--namespace", ns]) == 0
             dumps.append(capsys.readouterr().out)
         assert dumps[0] == dumps[1] == dumps[2] and dumps[0].count("\n") == 7
+
+    async def connections(db: str) -> list[Connection]:
+        async with open_app(Config(db=db), worker=False) as app:
+            return await app.service.list_connections("tenant-b")
+
+    found = [anyio.run(connections, db) for db in (source, pg_url, back)]
+    assert found[0] == found[1] == found[2]  # alias, state, version and time survive both copies
+    assert (found[0][1].alias, found[0][1].is_active, found[0][1].version) == ("oa-2", False, 2)
     assert main(["copy", "--from", source, "--to", pg_url]) == 1  # never into a database in use
     assert "not empty" in capsys.readouterr().err
     assert main(["compact", "--db", pg_url, "--json"]) == 0
