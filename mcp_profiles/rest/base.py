@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -76,18 +77,18 @@ class Failure(Exception):
         return cls(status, error.code, error.message)
 
 
-class ErrorStyle:
-    """How an API writes its errors."""
+class ErrorStyle(ABC):
+    """How an API writes its errors: each API (GetProfile, AI management) supplies one."""
 
     media_type = "application/json"
 
+    @abstractmethod
     def render(self, failure: Failure) -> Response:
         """The response for a failure."""
-        raise NotImplementedError
 
+    @abstractmethod
     def schema_model(self) -> type[BaseModel]:
         """The model of the error body, for the OpenAPI document."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)
