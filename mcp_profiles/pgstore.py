@@ -41,7 +41,16 @@ from .chunking import estimate_tokens
 from .contract import Deliver
 from .errors import Conflict, Invalid
 from .models import Connection, Kind, Profile, ProfileSummary, Revision
-from .store import _CONNECTION_COLS, DataItem, ItemHeader, _connection, _decode_cursor, _encode_cursor
+from .store import (
+    _CONNECTION_COLS,
+    _ITEM_COLS,
+    DataItem,
+    ItemHeader,
+    _connection,
+    _decode_cursor,
+    _encode_cursor,
+    _item,
+)
 from .stores import redact_url
 
 try:
@@ -57,11 +66,6 @@ CHANNEL = "mcp_profiles_changes"  # followed by the schema's name: one feed per 
 MAX_PAYLOAD = 7900  # PostgreSQL refuses NOTIFY payloads of 8,000 bytes or more
 _MIGRATION_LOCK = 0x6D6370726F66  # 'mcprof': one advisory lock key for every replica
 _SUMMARY_COLS = ("id", "kind", "alias", "name", "summary", "version", "updated_at")
-_ITEM_COLS = (
-    "d.id, d.namespace, d.profile_pk, p.id, d.sha256, d.content, d.input_type, d.status, d.error, "
-    "d.attempts, d.input_tokens, d.output_tokens, d.cache_read_tokens, d.cache_write_tokens, d.requests, "
-    "d.result, d.created_at, d.updated_at, d.bytes, d.content_deleted_at, d.next_attempt_at"
-)
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -611,34 +615,7 @@ class PgReadTx:
             f"WHERE {where} ORDER BY d.seq{tail}",
             *params,
         )
-        return [
-            DataItem(
-                id=r[0],
-                namespace=r[1],
-                profile_pk=r[2],
-                profile_id=r[3],
-                sha256=r[4],
-                content=r[5],
-                input_type=r[6],
-                status=r[7],
-                error=r[8],
-                attempts=r[9],
-                usage={
-                    "input_tokens": r[10],
-                    "output_tokens": r[11],
-                    "cache_read_input_tokens": r[12],
-                    "cache_creation_input_tokens": r[13],
-                    "requests": r[14],
-                },
-                result=json.loads(r[15]) if r[15] else None,
-                created_at=r[16],
-                updated_at=r[17],
-                bytes=r[18],
-                content_deleted_at=r[19],
-                next_attempt_at=r[20],
-            )
-            for r in rows
-        ]
+        return [_item(r) for r in rows]
 
     # ---- data lifecycle (list_data, forget_data, retention) ---------------------------
 

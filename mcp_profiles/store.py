@@ -78,6 +78,44 @@ class DataItem:
     content_deleted_at: str | None = None
 
 
+# A data item's columns as both stores select them (``d``: data_items, ``p``: profiles), in
+# the order :func:`_item` reads them.
+_ITEM_COLS = (
+    "d.id, d.namespace, d.profile_pk, p.id, d.sha256, d.content, d.input_type, d.status, d.error, "
+    "d.attempts, d.input_tokens, d.output_tokens, d.cache_read_tokens, d.cache_write_tokens, d.requests, "
+    "d.result, d.created_at, d.updated_at, d.bytes, d.content_deleted_at, d.next_attempt_at"
+)
+
+
+def _item(r: Sequence[Any]) -> DataItem:
+    """A row of :data:`_ITEM_COLS` as a :class:`DataItem`."""
+    return DataItem(
+        id=r[0],
+        namespace=r[1],
+        profile_pk=r[2],
+        profile_id=r[3],
+        sha256=r[4],
+        content=r[5],
+        input_type=r[6],
+        status=r[7],
+        error=r[8],
+        attempts=r[9],
+        usage={
+            "input_tokens": r[10],
+            "output_tokens": r[11],
+            "cache_read_input_tokens": r[12],
+            "cache_creation_input_tokens": r[13],
+            "requests": r[14],
+        },
+        result=json.loads(r[15]) if r[15] else None,
+        created_at=r[16],
+        updated_at=r[17],
+        bytes=r[18],
+        content_deleted_at=r[19],
+        next_attempt_at=r[20],
+    )
+
+
 @dataclass
 class ItemHeader:
     """What a data item is, without its content (for listing)."""
@@ -874,41 +912,11 @@ class ReadTx:
 
     async def _items(self, where: str, params: Sequence[Any], tail: str = "") -> list[DataItem]:
         rows = await self._all(
-            "SELECT d.id, d.namespace, d.profile_pk, p.id, d.sha256, d.content, d.input_type, d.status, "
-            "d.error, d.attempts, d.input_tokens, d.output_tokens, d.cache_read_tokens, "
-            "d.cache_write_tokens, d.requests, d.result, d.created_at, d.updated_at, d.bytes, "
-            f"d.content_deleted_at, d.next_attempt_at FROM data_items d JOIN profiles p ON p.pk = d.profile_pk WHERE {where} "
+            f"SELECT {_ITEM_COLS} FROM data_items d JOIN profiles p ON p.pk = d.profile_pk WHERE {where} "
             f"ORDER BY d.rowid{tail}",
             params,
         )
-        return [
-            DataItem(
-                id=r[0],
-                namespace=r[1],
-                profile_pk=r[2],
-                profile_id=r[3],
-                sha256=r[4],
-                content=r[5],
-                input_type=r[6],
-                status=r[7],
-                error=r[8],
-                attempts=r[9],
-                usage={
-                    "input_tokens": r[10],
-                    "output_tokens": r[11],
-                    "cache_read_input_tokens": r[12],
-                    "cache_creation_input_tokens": r[13],
-                    "requests": r[14],
-                },
-                result=json.loads(r[15]) if r[15] else None,
-                created_at=r[16],
-                updated_at=r[17],
-                bytes=r[18],
-                content_deleted_at=r[19],
-                next_attempt_at=r[20],
-            )
-            for r in rows
-        ]
+        return [_item(r) for r in rows]
 
     async def stats(self, ns: str) -> dict[str, Any]:
         """Counts and token totals for ``mcp-profiles stats``."""
